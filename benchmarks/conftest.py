@@ -1,0 +1,32 @@
+"""Fixtures for the CPU benchmark suite: one parametrised `workload` per runnable registry entry.
+
+Run with ``pytest benchmarks`` (timings) or ``pytest benchmarks --benchmark-disable`` (each
+benchmark runs once, as a plain correctness test).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from workloads import Workload, available, unavailable
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """List the workloads skipped on this machine and why."""
+    return [f"benchmark workload {name} skipped: {why}" for name, why in unavailable().items()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise `workload` over every runnable workload, `batch_workload` over those with a batch."""
+    runnable = available()
+    if "workload" in metafunc.fixturenames:
+        metafunc.parametrize("workload", runnable, ids=[w.name for w in runnable])
+    if "batch_workload" in metafunc.fixturenames:
+        batched = [w for w in runnable if w.batch_size > 0]
+        metafunc.parametrize("batch_workload", batched, ids=[w.name for w in batched])
+
+
+@pytest.fixture
+def paths(workload: Workload) -> list[str]:
+    """Absolute paths of the workload's files."""
+    return workload.paths

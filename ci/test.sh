@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's test command (README, second line; .ci/run calls this). On a fresh Debian machine with
+# Python >= 3.10 and no GPU: installs what the tests need into .venv, then runs the suite, including the
+# kernel harness (NVRTC compile for sm_80/sm_90, host-built kernel logic, ASan/UBSan run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v g++ >/dev/null 2>&1; then
+  # the host build of the kernel logic needs a C++ compiler with AddressSanitizer
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq g++ >/dev/null; else echo "need g++ (apt-get install g++)" >&2; exit 1; fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+python -m pip install -q -e '.[test,codecs]' 2>&1 | grep -v "^WARNING: Location" || true
+python -c "import gpudcm, pydicom, data_store, pylibjpeg" # fail fast if the install did not take
+
+python -m pytest -q -p no:cacheprovider "$@"
+# the benchmark suite must keep working as tests (timings come from benchmarks/report.py)
+python -m pytest -q -p no:cacheprovider benchmarks --benchmark-disable

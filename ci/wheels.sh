@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Download the wheels the device machine (Python 3.12, manylinux x86_64, CuPy 14 / CUDA 13 preinstalled,
+# no registry) lacks, plus gpudcm's own wheel, into .whl/ (git-ignored). ci/gpu.sh installs them there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+rm -rf .whl && mkdir -p .whl
+PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
+           --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_24_x86_64
+           --platform manylinux_2_31_x86_64 --platform manylinux_2_34_x86_64 --platform manylinux_2_35_x86_64)
+# pure-Python and binary packages the GPU suite imports that the device image does not have
+PACKAGES=(
+  "pydicom==3.0.2"
+  "pydicom-data==1.0.0"
+  "pylibjpeg==2.1.0"
+  "pylibjpeg-libjpeg==2.5.0"
+  "pylibjpeg-openjpeg==2.6.0"
+  "pylibjpeg-rle==2.2.0"
+  "pyjpegls==1.5.1"
+)
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  "${PLATFORMS[@]}" -d .whl "${PACKAGES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+python3 -m pip wheel -q --no-deps -w .whl . 2>&1 | grep -v "^WARNING: Location" || true
+ls -la .whl
+du -sh .whl

@@ -1,0 +1,164 @@
+"""Public decode functions: ``pixel_array``, ``iter_frames``, ``decode_batch``.
+
+``device="auto"`` decodes on CUDA when CuPy sees a device, else on the CPU; ``"cpu"`` always returns
+NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+
+from . import cpu
+from .capabilities import backend_for
+from .cuda.runtime import resolve_device
+from .errors import GpudcmError, UnsupportedTransferSyntax
+from .frames import encapsulated_extents
+from .source import Source, load_dataset
+from .spec import PixelSpec, pixel_spec
+
+
+def _prepare(src: Source):
+    ds, name = load_dataset(src)
+    spec = pixel_spec(ds, source=name)
+    if spec.is_encapsulated:
+        # checks every fragment and offset table entry before any decoder sees the bytes
+        encapsulated_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
+    return ds, spec
+
+
+def _extended_offsets(ds) -> tuple[Any, Any] | None:
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        return ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths
+    return None
+
+
+def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool):
+    import cupy
+
+    from .cuda import native
+
+    cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
+    if cap.backend == "kernel":
+        buffer = ds[spec.pixel_keyword].value
+        return native.decode_native(spec, buffer, index=index, launcher=native.cupy_launcher, xp=cupy)
+    if cap.backend == "cpu-plugin":
+        return cupy.asarray(cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb))
+    raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
+
+
+def pixel_array(
+    src: Source,
+    *,
+    index: int | None = None,
+    device: str = "auto",
+    raw: bool = False,
+    as_rgb: bool = True,
+):
+    """Decode the pixel data of `src` (path, file-like, bytes or pydicom Dataset).
+
+    Returns all frames (``index=None``) or the frame `index` shaped as pydicom shapes them:
+    (rows, cols[, samples]) or (frames, rows, cols[, samples]). NumPy on the CPU, CuPy on CUDA.
+    ``raw=True`` skips colour conversion; ``as_rgb=False`` keeps YBR data as YBR.
+    """
+    dev = resolve_device(device)
+    ds, spec = _prepare(src)
+    if index is not None:
+        index = spec.check_index(index)
+    if dev == "cpu":
+        return cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb)
+    return _cuda_decode(ds, spec, index, raw, as_rgb)
+
+
+def iter_frames(
+    src: Source,
+    *,
+    indices: Iterable[int] | None = None,
+    device: str = "auto",
+    raw: bool = False,
+    as_rgb: bool = True,
+) -> Iterator:
+    """Yield frames of `src` one at a time (all, or those in `indices`), each shaped (rows, cols[, samples])."""
+    dev = resolve_device(device)
+    ds, spec = _prepare(src)
+    wanted = [spec.check_index(i) for i in indices] if indices is not None else None
+    if dev == "cpu":
+        yield from cpu.iter_decode(ds, spec, wanted, raw=raw, as_rgb=as_rgb)
+        return
+    for i in wanted if wanted is not None else range(spec.number_of_frames):
+        yield _cuda_decode(ds, spec, i, raw, as_rgb)
+
+
+def _default_workers() -> int:
+    return max(1, min(32, os.cpu_count() or 1))
+
+
+def decode_batch(
+    sources: Sequence[Source],
+    *,
+    device: str = "auto",
+    stream=None,
+    index: int | None = None,
+    raw: bool = False,
+    as_rgb: bool = True,
+    stack: bool = False,
+    workers: int | None = None,
+    on_error: str = "raise",
+) -> list | Any:
+    """Decode many sources with a thread pool (the codecs release the GIL); results keep input order.
+
+    ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype.
+    ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
+    `stream` (a ``cupy.cuda.Stream``) is used for device work when decoding on CUDA.
+    """
+    if on_error not in ("raise", "return"):
+        raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
+    dev = resolve_device(device)
+    sources = list(sources)
+
+    def one(src: Source):
+        try:
+            ctx = stream if (dev == "cuda" and stream is not None) else nullcontext()
+            with ctx:
+                return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
+        except GpudcmError as exc:
+            if on_error == "return":
+                return exc
+            raise
+
+    n = workers or _default_workers()
+    if n == 1 or len(sources) <= 1:
+        results = [one(s) for s in sources]
+    else:
+        with ThreadPoolExecutor(max_workers=min(n, len(sources))) as pool:
+            results = list(pool.map(one, sources))
+    if not stack:
+        return results
+    return _stack(results, sources, dev)
+
+
+def _stack(results: list, sources: Sequence[Source], dev: str):
+    from .source import source_name
+
+    failed = [source_name(s) for s, r in zip(sources, results) if isinstance(r, Exception)]
+    if failed:
+        raise GpudcmError(f"cannot stack: {len(failed)} source(s) failed to decode, e.g. {failed[0]}")
+    if not results:
+        raise GpudcmError("cannot stack an empty batch")
+    first = results[0]
+    for s, r in zip(sources, results):
+        if r.shape != first.shape or r.dtype != first.dtype:
+            raise GpudcmError(
+                f"cannot stack: {source_name(sources[0])} is {first.shape} {first.dtype} but "
+                f"{source_name(s)} is {r.shape} {r.dtype}"
+            )
+    if dev == "cuda":
+        import cupy
+
+        return cupy.stack(results)
+    return np.stack(results)

@@ -1,0 +1,86 @@
+"""Which backend decodes which transfer syntax on which device, and why not when none can."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID, AllTransferSyntaxes
+
+from .cuda.runtime import cuda_status
+from .spec import PixelSpec
+
+BACKENDS = ("kernel", "nvjpeg", "j2k", "cpu-plugin", "unsupported")
+DEVICES = ("cpu", "cuda")
+_YBR = ("YBR_FULL", "YBR_FULL_422")
+
+
+@dataclass(frozen=True)
+class Capability:
+    transfer_syntax: UID
+    device: str
+    backend: str  # one of BACKENDS
+    available: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.transfer_syntax.name
+
+
+def _cpu_plugins(uid: UID) -> tuple[bool, str]:
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        return False, "pydicom has no decoder for this transfer syntax"
+    if decoder.is_native:
+        return True, "pydicom native decoder"
+    if decoder.is_available:
+        return True, "pydicom plugins: " + ", ".join(decoder.available_plugins)
+    missing = "; ".join(decoder.missing_dependencies) or "no plugin"
+    return False, f"no CPU plugin installed ({missing}); pip install 'gpudcm[codecs]'"
+
+
+def _capability(uid: UID, device: str) -> Capability:
+    cpu_ok, cpu_why = _cpu_plugins(uid)
+    if device == "cpu":
+        return Capability(uid, "cpu", "cpu-plugin" if cpu_ok else "unsupported", cpu_ok, cpu_why)
+    cuda_ok, cuda_why = cuda_status()
+    if not uid.is_encapsulated:
+        why = "native kernel (kernels/native.cu)"
+        return Capability(uid, "cuda", "kernel", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
+    if not cpu_ok:
+        return Capability(uid, "cuda", "unsupported", False, f"no GPU decoder yet and {cpu_why}")
+    why = f"no GPU decoder yet: decoded on the CPU ({cpu_why}) and copied to the device"
+    return Capability(uid, "cuda", "cpu-plugin", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
+
+
+def known_transfer_syntaxes() -> list[UID]:
+    """Every transfer syntax pydicom has a decoder for (native and compressed)."""
+    out = []
+    for uid in AllTransferSyntaxes:
+        try:
+            get_decoder(uid)
+        except NotImplementedError:
+            continue
+        out.append(UID(uid))
+    return sorted(out, key=str)
+
+
+def capabilities(device: str | None = None) -> list[Capability]:
+    """One row per transfer syntax and device (both devices when `device` is None)."""
+    devices = DEVICES if device is None else (device,)
+    return [_capability(uid, d) for d in devices for uid in known_transfer_syntaxes()]
+
+
+def backend_for(spec: PixelSpec, device: str, *, raw: bool = False, as_rgb: bool = True) -> Capability:
+    """The backend that decodes `spec` on `device` ("cpu" or "cuda") with these options."""
+    cap = _capability(spec.transfer_syntax, device)
+    converts_colour = not raw and as_rgb and spec.photometric_interpretation in _YBR
+    if device == "cuda" and cap.backend == "kernel" and converts_colour:
+        cpu_ok, cpu_why = _cpu_plugins(spec.transfer_syntax)
+        return Capability(
+            spec.transfer_syntax, "cuda", "cpu-plugin", cap.available and cpu_ok,
+            "YBR to RGB has no GPU kernel yet: decoded on the CPU and copied to the device",
+        )
+    return cap

@@ -1,0 +1,1 @@
+"""The CUDA device path (CuPy). Importing this package does not import CuPy."""

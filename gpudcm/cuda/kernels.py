@@ -1,0 +1,195 @@
+"""CUDA sources, NVRTC options, launch geometry and argument packing.
+
+Everything here except :func:`get_function` is pure Python with no CuPy import, so CI (no GPU) runs
+the same geometry and argument packing through the host build of the kernels' logic.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidPixelData
+from ..spec import PixelSpec
+
+# The exact options every kernel is compiled with, at run time (CuPy adds -arch for the device) and in
+# CI (tests/harness/nvrtc.py adds --gpu-architecture=sm_80 / sm_90).
+NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17",)
+BLOCK_SIZE = 256
+# A grid-stride loop covers any size, so the grid is capped; 65535 * 256 threads saturate any GPU.
+MAX_BLOCKS = 65535
+_MAX_ELEMENTS = (1 << 63) - 1
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
+
+# Flags shared with kernels/native.cuh (GD_NATIVE_*).
+NATIVE_SIGNED = 1
+NATIVE_BIG_ENDIAN = 2
+NATIVE_PLANAR = 4
+NATIVE_SWAP_OW = 8
+NATIVE_YBR422 = 16
+NATIVE_CORRECT_BITS = 32
+
+# Status bits shared with kernels/common.cuh (GD_STATUS_*).
+STATUS_READ_OOB = 1
+STATUS_BAD_OFFSET = 2
+STATUS_BAD_PARAMS = 4
+
+
+def kernel_dir() -> Path:
+    """Folder holding the .cu/.cuh files: ``gpudcm/kernels`` in a wheel, ``kernels/`` in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "kernels", here.parent / "kernels"):
+        if (candidate / "common.cuh").is_file():
+            return candidate
+    raise FileNotFoundError(f"gpudcm's CUDA sources were not found next to {here}")
+
+
+def kernel_files() -> list[str]:
+    """Names of every compilable CUDA source (``*.cu``)."""
+    return sorted(p.name for p in kernel_dir().glob("*.cu"))
+
+
+@functools.lru_cache(maxsize=None)
+def load_source(name: str) -> str:
+    """`name` with its local ``#include "x.cuh"`` lines expanded once each, so the text alone is the
+    compile cache key (CuPy hashes the source; a changed header must change it)."""
+    root = kernel_dir()
+    seen: set[str] = set()
+
+    def expand(fname: str) -> str:
+        if fname in seen:
+            return ""
+        seen.add(fname)
+        text = (root / fname).read_text()
+        text = text.replace("#pragma once", "")
+        return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
+
+    return expand(name)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    grid: int
+    block: int
+
+    @property
+    def threads(self) -> int:
+        return self.grid * self.block
+
+
+def launch_geometry(n_elements: int, *, block: int = BLOCK_SIZE, max_blocks: int = MAX_BLOCKS) -> Geometry:
+    """Grid and block for a grid-stride kernel over `n_elements` (at least one block)."""
+    if n_elements < 0 or n_elements > _MAX_ELEMENTS:
+        raise InvalidPixelData(f"cannot launch over {n_elements} elements")
+    if not 1 <= block <= 1024:
+        raise ValueError(f"block size {block} is outside 1..1024")
+    grid = max(1, min(max_blocks, math.ceil(n_elements / block)))
+    return Geometry(grid, block)
+
+
+def native_bits(spec: PixelSpec) -> int:
+    """Which native kernel variant decodes `spec` (the output sample width in bits)."""
+    if spec.bits_allocated not in (1, 8, 16, 32, 64):
+        raise InvalidPixelData(f"{spec.source}: no native kernel for Bits Allocated {spec.bits_allocated}")
+    return spec.bits_allocated
+
+
+def native_flags(spec: PixelSpec) -> int:
+    """The GD_NATIVE_* flags that make the kernel reproduce pydicom's native decode of `spec`."""
+    flags = 0
+    if spec.is_signed:
+        flags |= NATIVE_SIGNED
+    if not spec.is_little_endian and spec.bits_allocated > 8:
+        flags |= NATIVE_BIG_ENDIAN
+    if spec.samples_per_pixel > 1 and spec.planar_configuration == 1:
+        flags |= NATIVE_PLANAR
+    if spec.swaps_ow:
+        flags |= NATIVE_SWAP_OW
+    if spec.is_ybr422_native:
+        flags |= NATIVE_YBR422
+    if spec.corrects_unused_bits:
+        flags |= NATIVE_CORRECT_BITS
+    return flags
+
+
+def native_kernel_name(spec: PixelSpec) -> str:
+    return f"gpudcm_native_{native_bits(spec)}"
+
+
+def native_frame_offsets(spec: PixelSpec, frames) -> np.ndarray:
+    """Per-frame start offsets the kernel reads from: bytes, or bits for 1-bit data."""
+    if spec.bits_allocated == 1:
+        return np.array([f[0].offset * 8 + f[0].bit_offset for f in frames], dtype=np.int64)
+    return np.array([f[0].offset for f in frames], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class NativeLaunch:
+    """One native-kernel launch, described without any array module: the CuPy runtime and the host
+    build both consume it (buffers are supplied by the caller in the same argument order)."""
+
+    kernel: str
+    bits: int
+    geometry: Geometry
+    n_frames: int
+    rows: int
+    cols: int
+    samples: int
+    bits_stored: int
+    flags: int
+
+    @property
+    def n_elements(self) -> int:
+        return self.n_frames * self.rows * self.cols * self.samples
+
+    def scalars(self) -> tuple:
+        """The scalar arguments after (src, src_len, frame_offsets), with explicit C types."""
+        return (
+            np.uint32(self.n_frames),
+            np.uint32(self.rows),
+            np.uint32(self.cols),
+            np.uint32(self.samples),
+            np.uint32(self.bits_stored),
+            np.uint32(self.flags),
+        )
+
+
+def plan_native(spec: PixelSpec, n_frames: int) -> NativeLaunch:
+    """Pure plan of the native-kernel launch that decodes `n_frames` frames of `spec`."""
+    out_samples = spec.samples_per_pixel
+    if n_frames < 1:
+        raise InvalidPixelData(f"{spec.source}: nothing to decode ({n_frames} frames)")
+    n = n_frames * spec.rows * spec.columns * out_samples
+    return NativeLaunch(
+        kernel=native_kernel_name(spec),
+        bits=native_bits(spec),
+        geometry=launch_geometry(n),
+        n_frames=n_frames,
+        rows=spec.rows,
+        cols=spec.columns,
+        samples=out_samples,
+        bits_stored=spec.bits_stored,
+        flags=native_flags(spec),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _module(device_id: int, source_name: str):
+    import cupy
+
+    with cupy.cuda.Device(device_id):
+        return cupy.RawModule(code=load_source(source_name), options=NVRTC_OPTIONS)
+
+
+def get_function(source_name: str, kernel: str):
+    """The compiled CuPy kernel `kernel` from `source_name`, cached per device (CuPy also caches the
+    binary on disk, so later processes skip NVRTC)."""
+    import cupy
+
+    return _module(cupy.cuda.Device().id, source_name).get_function(kernel)

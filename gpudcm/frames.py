@@ -1,0 +1,208 @@
+"""Frame extents: where each frame's bytes lie inside the pixel data element, without copying.
+
+Native data is arithmetic (1-bit frames may start mid-byte). Encapsulated data is split into
+fragments and grouped into frames the way pydicom groups them
+(``pydicom.encaps.generate_fragmented_frames``): Extended Offset Table first, then the Basic Offset
+Table, then one fragment per frame, all fragments for one frame, or JPEG/J2K end markers.
+Every offset and length is checked against the bytes present.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .errors import InvalidPixelData
+from .spec import PixelSpec, tag_name
+
+_ITEM = 0xFFFEE000
+_SEQ_DELIM = 0xFFFEE0DD
+_EOI = b"\xff\xd9"
+
+
+@dataclass(frozen=True)
+class Extent:
+    """``length`` bytes at ``offset`` in the element value; a 1-bit frame begins ``bit_offset`` bits in."""
+
+    offset: int
+    length: int
+    bit_offset: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+Frame = tuple[Extent, ...]
+
+
+def frame_extents(spec: PixelSpec, buffer: bytes | bytearray | memoryview, *, extended_offsets=None) -> list[Frame]:
+    """Each frame of `buffer` (the pixel element's value) as a tuple of extents (one for native data)."""
+    if spec.is_encapsulated:
+        return encapsulated_extents(spec, buffer, extended_offsets=extended_offsets)
+    return native_extents(spec)
+
+
+def native_extents(spec: PixelSpec) -> list[Frame]:
+    """Extents of native frames; lengths cover the bits of the frame (rounded out to whole bytes)."""
+    frame_bits = spec.frame_bits
+    out: list[Frame] = []
+    for i in range(spec.number_of_frames):
+        start = i * frame_bits
+        offset, bit = divmod(start, 8)
+        length = -(-(bit + frame_bits) // 8)
+        out.append((Extent(offset, length, bit),))
+    last = out[-1][0]
+    if last.end > spec.pixel_nbytes:  # pixel_spec already checked; guard against a hand-built spec
+        raise InvalidPixelData(
+            f"{spec.source}: frame {spec.number_of_frames - 1} ends at byte {last.end} but "
+            f"{tag_name(spec.pixel_keyword)} holds {spec.pixel_nbytes} bytes"
+        )
+    return out
+
+
+def _fragments(spec: PixelSpec, buf: memoryview) -> tuple[list[int], list[Extent]]:
+    """The Basic Offset Table and every fragment's value extent, each checked against `buf`."""
+    src = spec.source
+    n = len(buf)
+    if n < 8:
+        raise InvalidPixelData(f"{src}: encapsulated Pixel Data is {n} bytes, too short for the Basic Offset Table item")
+    tag = struct.unpack_from("<HH", buf, 0)
+    if (tag[0] << 16 | tag[1]) != _ITEM:
+        raise InvalidPixelData(
+            f"{src}: encapsulated Pixel Data starts with tag ({tag[0]:04X},{tag[1]:04X}), not the "
+            "(FFFE,E000) Basic Offset Table item"
+        )
+    bot_len = struct.unpack_from("<L", buf, 4)[0]
+    if bot_len % 4:
+        raise InvalidPixelData(f"{src}: the Basic Offset Table length {bot_len} is not a multiple of 4")
+    if 8 + bot_len > n:
+        raise InvalidPixelData(f"{src}: the Basic Offset Table claims {bot_len} bytes but only {n - 8} follow")
+    bot = list(struct.unpack_from(f"<{bot_len // 4}L", buf, 8)) if bot_len else []
+    pos = 8 + bot_len
+    first = pos
+    frags: list[Extent] = []
+    while pos + 4 <= n:
+        group, elem = struct.unpack_from("<HH", buf, pos)
+        tag_value = group << 16 | elem
+        if tag_value == _SEQ_DELIM:
+            break
+        if tag_value != _ITEM:
+            raise InvalidPixelData(
+                f"{src}: unexpected tag ({group:04X},{elem:04X}) at byte {pos} of the encapsulated Pixel Data "
+                "where a fragment item was expected (a sequence inside Pixel Data cannot be decoded)"
+            )
+        if pos + 8 > n:
+            raise InvalidPixelData(f"{src}: the fragment item at byte {pos} is cut off before its length")
+        length = struct.unpack_from("<L", buf, pos + 4)[0]
+        if length == 0xFFFFFFFF:
+            raise InvalidPixelData(f"{src}: the fragment item at byte {pos} has an undefined length")
+        if pos + 8 + length > n:
+            raise InvalidPixelData(
+                f"{src}: fragment {len(frags)} at byte {pos} claims {length} bytes but only "
+                f"{n - pos - 8} remain in the Pixel Data"
+            )
+        frags.append(Extent(pos + 8 - first, length))
+        pos += 8 + length
+    if not frags:
+        raise InvalidPixelData(f"{src}: the encapsulated Pixel Data holds no fragments")
+    # make offsets absolute within the element
+    return bot, [Extent(f.offset + first, f.length) for f in frags]
+
+
+def _decode_table(values, name: str, src: str) -> list[int]:
+    if isinstance(values, (bytes, bytearray, memoryview)):
+        if len(values) % 8:
+            raise InvalidPixelData(f"{src}: {name} is {len(values)} bytes, not a multiple of 8")
+        return list(struct.unpack(f"<{len(values) // 8}Q", values))
+    return [int(v) for v in values]
+
+
+def encapsulated_extents(spec: PixelSpec, buffer, *, extended_offsets=None) -> list[Frame]:
+    """Group fragments into frames exactly as pydicom does, with every offset checked."""
+    src = spec.source
+    buf = memoryview(buffer).cast("B")
+    bot, frags = _fragments(spec, buf)
+    first = frags[0].offset - 8  # start of the first fragment's item tag
+    frames_wanted = spec.number_of_frames
+
+    if extended_offsets is not None:
+        offsets = _decode_table(extended_offsets[0], "(7FE0,0001) 'Extended Offset Table'", src)
+        lengths = _decode_table(extended_offsets[1], "(7FE0,0002) 'Extended Offset Table Lengths'", src)
+        if len(offsets) == len(lengths):  # pydicom ignores a mismatched table (and warns)
+            if len(offsets) < frames_wanted:
+                raise InvalidPixelData(
+                    f"{src}: the Extended Offset Table lists {len(offsets)} frame(s) but "
+                    f"{tag_name('NumberOfFrames')} is {frames_wanted}"
+                )
+            out = []
+            for i, (off, length) in enumerate(zip(offsets, lengths)):
+                start = first + off + 8
+                if off % 2 or start + length > len(buf) or start < first + 8:
+                    raise InvalidPixelData(
+                        f"{src}: Extended Offset Table entry {i} (offset {off}, length {length}) points outside "
+                        f"the {len(buf)}-byte Pixel Data"
+                    )
+                out.append((Extent(start, length),))
+            return out
+
+    if bot:
+        return _group_by_offsets(spec, bot, frags, first)
+
+    if len(frags) == 1:
+        return [(frags[0],)]
+    if len(frags) == frames_wanted:
+        return [(f,) for f in frags]
+    if frames_wanted == 1:
+        return [tuple(frags)]
+    if len(frags) > frames_wanted:
+        out, current = [], []
+        for f in frags:
+            current.append(f)
+            tail = buf[max(f.offset, f.end - 10) : f.end].tobytes()
+            if _EOI in tail:
+                out.append(tuple(current))
+                current = []
+        if current:
+            out.append(tuple(current))
+        return out
+    raise InvalidPixelData(
+        f"{src}: the encapsulated Pixel Data has {len(frags)} fragment(s) but {tag_name('NumberOfFrames')} "
+        f"is {frames_wanted} and there is no offset table to split them"
+    )
+
+
+def _group_by_offsets(spec: PixelSpec, bot: list[int], frags: list[Extent], first: int) -> list[Frame]:
+    src = spec.source
+    if any(b > a for a, b in zip(bot[1:], bot)):
+        raise InvalidPixelData(f"{src}: the Basic Offset Table is not increasing: {bot[:8]}...")
+    if bot[0] != 0:
+        raise InvalidPixelData(f"{src}: the Basic Offset Table starts at {bot[0]}, not 0")
+    total = frags[-1].end - first
+    if bot[-1] >= total:
+        raise InvalidPixelData(
+            f"{src}: the Basic Offset Table points to byte {bot[-1]} but the fragments span {total} bytes"
+        )
+    # pydicom: fragments accumulate into frame k until the running offset reaches bot[k + 1]
+    out: list[Frame] = []
+    current: list[Extent] = []
+    index, running, final = 0, 0, len(bot) - 1
+    for f in frags:
+        if index == final or running < bot[index + 1]:
+            current.append(f)
+        else:
+            out.append(tuple(current))
+            index += 1
+            current = [f]
+        running += f.length + 8
+    out.append(tuple(current))
+    return out
+
+
+def frame_bytes(buffer, frame: Frame) -> memoryview | bytes:
+    """The bytes of one frame: a view for a single extent, one joined copy for several fragments."""
+    view = memoryview(buffer).cast("B")
+    if len(frame) == 1:
+        e = frame[0]
+        return view[e.offset : e.end]
+    return b"".join(view[e.offset : e.end] for e in frame)

@@ -1,0 +1,110 @@
+"""Frame extents: native arithmetic (1-bit mid-byte starts) and encapsulated grouping equal to pydicom's."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, encapsulate_extended, generate_fragmented_frames
+
+from corpus import corpus_files, corpus_id, generated_cases, reference_shape
+from gpudcm.frames import Extent, frame_bytes, frame_extents, native_extents
+from gpudcm.spec import pixel_spec
+
+
+def _load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dcmread(path)
+
+
+def _encapsulated_corpus():
+    out = []
+    for p in corpus_files():
+        if not reference_shape(p):
+            continue
+        ds = _load(p)
+        if "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            out.append(p)
+    return out
+
+
+def _eot(ds):
+    if "ExtendedOffsetTable" in ds:
+        return ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths
+    return None
+
+
+@pytest.mark.parametrize("path", _encapsulated_corpus(), ids=corpus_id)
+def test_encapsulated_extents_match_pydicom(path):
+    ds = _load(path)
+    spec = pixel_spec(ds)
+    extents = frame_extents(spec, ds.PixelData, extended_offsets=_eot(ds))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = list(generate_fragmented_frames(ds.PixelData, number_of_frames=spec.number_of_frames, extended_offsets=_eot(ds)))
+    assert len(extents) == len(theirs)
+    for ours, fragments in zip(extents, theirs):
+        assert len(ours) == len(fragments)
+        assert bytes(frame_bytes(ds.PixelData, ours)) == b"".join(fragments)
+
+
+def test_one_bit_frames_start_mid_byte():
+    case = next(c for c in generated_cases() if c.name == "u1_7x5x13_le_explicit")
+    spec = pixel_spec(_load(case.path))
+    ext = native_extents(spec)
+    assert len(ext) == 13
+    assert ext[0] == (Extent(0, 5, 0),)  # 35 bits
+    assert ext[1] == (Extent(4, 5, 3),)  # starts at bit 35 = byte 4, bit 3
+    assert ext[2] == (Extent(8, 6, 6),)  # bit 70 = byte 8, bit 6; 6 + 35 bits span 6 bytes
+    assert ext[-1][0].end <= spec.pixel_nbytes
+    raw = np.frombuffer(_load(case.path).PixelData, np.uint8)
+    for i, (e,) in enumerate(ext):
+        bits = np.unpackbits(raw[e.offset : e.end], bitorder="little")[e.bit_offset : e.bit_offset + 35]
+        np.testing.assert_array_equal(bits.reshape(5, 7), case.expected[i])
+
+
+def test_native_extents_are_contiguous():
+    spec = pixel_spec(_load(get_testdata_file("emri_small.dcm")))
+    ext = native_extents(spec)
+    assert [e[0].offset for e in ext] == [i * 8192 for i in range(10)]
+    assert all(e[0].length == 8192 and e[0].bit_offset == 0 for e in ext)
+
+
+def _with_pixels(data: bytes, frames: int, *, eot=None):
+    ds = _load(get_testdata_file("MR_small_RLE.dcm"))
+    ds.PixelData = data
+    ds.NumberOfFrames = frames
+    if eot:
+        ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = eot
+    return ds
+
+
+JPEG_LIKE = [b"\xff\xd8" + bytes([i]) * 20 + b"\xff\xd9" for i in range(4)]
+
+
+@pytest.mark.parametrize("has_bot", [True, False])
+def test_several_fragments_per_frame(has_bot):
+    data = encapsulate(JPEG_LIKE, fragments_per_frame=3, has_bot=has_bot)
+    ds = _with_pixels(data, 4)
+    ext = frame_extents(pixel_spec(ds), ds.PixelData)
+    assert [len(f) for f in ext] == [3, 3, 3, 3]
+    assert [bytes(frame_bytes(ds.PixelData, f)) for f in ext] == JPEG_LIKE
+
+
+def test_extended_offset_table():
+    data, offsets, lengths = encapsulate_extended(JPEG_LIKE)
+    ds = _with_pixels(data, 4, eot=(offsets, lengths))
+    ext = frame_extents(pixel_spec(ds), ds.PixelData, extended_offsets=(offsets, lengths))
+    assert [bytes(frame_bytes(ds.PixelData, f)) for f in ext] == JPEG_LIKE
+
+
+def test_single_fragment_per_frame_without_offsets():
+    data = encapsulate(JPEG_LIKE, has_bot=False)
+    ds = _with_pixels(data, 4)
+    ext = frame_extents(pixel_spec(ds), ds.PixelData)
+    assert [len(f) for f in ext] == [1, 1, 1, 1]
+    assert all(isinstance(frame_bytes(ds.PixelData, f), memoryview) for f in ext)  # no copy for one extent
