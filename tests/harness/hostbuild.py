@@ -1,6 +1,8 @@
 """Build the host (g++) version of the kernels' logic and call it through ctypes.
 
-The shared object is rebuilt when any kernel header or the shim changes (content hash in the name).
+Every ``tests/harness/host_*.cpp`` shim (one per kernel family) is compiled into one shared object,
+rebuilt when any kernel header or shim changes (content hash in the name). Each shim's ctypes
+prototypes are declared next to its launcher (``native`` here; others in their own modules).
 ``sanitize=True`` adds ``-fsanitize=address,undefined``; such a library must be loaded in a process
 started with libasan preloaded (see :func:`sanitizer_env`).
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from gpudcm.cuda.kernels import NativeLaunch, kernel_dir
 
-SHIM = Path(__file__).with_name("host_shim.cpp")
+HERE = Path(__file__).resolve().parent
 BUILD_DIR = Path(os.environ.get("GPUDCM_HOST_BUILD_DIR", Path(tempfile.gettempdir()) / "gpudcm-host-build"))
 CXX = os.environ.get("CXX", "g++")
 BASE_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
@@ -28,10 +30,14 @@ SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-re
 
 def _digest(flags: list[str]) -> str:
     h = hashlib.sha256(" ".join(flags).encode())
-    for p in sorted(kernel_dir().glob("*.cuh")) + [SHIM]:
+    for p in sorted(kernel_dir().glob("*.cuh")) + shims():
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
+
+
+def shims() -> list[Path]:
+    return sorted(HERE.glob("host_*.cpp"))
 
 
 def build(sanitize: bool = False) -> Path:
@@ -41,8 +47,10 @@ def build(sanitize: bool = False) -> Path:
     if not out.exists():
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [CXX, *flags, f"-I{kernel_dir()}", str(SHIM), "-o", str(tmp)]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        cmd = [CXX, *flags, f"-I{kernel_dir()}", *map(str, shims()), "-o", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"host build failed: {' '.join(cmd)}\n{proc.stderr}")
         tmp.replace(out)
     return out
 
@@ -59,20 +67,27 @@ def sanitizer_env() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=None)
 def load(sanitize: bool = False) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build(sanitize)))
-    u32, u64, vp = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
-    lib.gpudcm_host_native.restype = u32
-    lib.gpudcm_host_native.argtypes = [u32, u32, u32, vp, u64, vp, u32, u32, u32, u32, u32, u32, vp]
-    return lib
+    """The host build as a ctypes library (prototypes are set by each launcher that uses a function)."""
+    return ctypes.CDLL(str(build(sanitize)))
 
 
-def _ptr(arr: np.ndarray) -> int:
+def ptr(arr: np.ndarray) -> int:
+    """Address of `arr`'s first element (0 for an empty array), for a ctypes ``c_void_p`` argument."""
     return arr.ctypes.data if arr.size else 0
+
+
+def function(name: str, restype, argtypes: list, sanitize: bool = False):
+    """`name` from the host build with its ctypes prototype set."""
+    fn = getattr(load(sanitize), name)
+    fn.restype = restype
+    fn.argtypes = argtypes
+    return fn
 
 
 def host_launcher(sanitize: bool = False):
     """A launcher with the CuPy launcher's signature that runs the host build instead."""
-    lib = load(sanitize)
+    u32, u64, vp = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
+    fn = function("gpudcm_host_native", u32, [u32, u32, u32, vp, u64, vp, u32, u32, u32, u32, u32, u32, vp], sanitize)
 
     def launch(plan: NativeLaunch, src: np.ndarray, frame_offsets: np.ndarray, out: np.ndarray) -> int:
         src = np.ascontiguousarray(src, dtype=np.uint8)
@@ -80,6 +95,6 @@ def host_launcher(sanitize: bool = False):
         assert out.flags.c_contiguous and out.size == plan.n_elements
         g = plan.geometry
         scalars = [int(s) for s in plan.scalars()]
-        return lib.gpudcm_host_native(plan.bits, g.grid, g.block, _ptr(src), src.size, _ptr(frame_offsets), *scalars, _ptr(out))
+        return fn(plan.bits, g.grid, g.block, ptr(src), src.size, ptr(frame_offsets), *scalars, ptr(out))
 
     return launch

@@ -1,4 +1,4 @@
-// Test-only host build: runs the kernels' __host__ __device__ logic over the launch geometry the
+// Test-only host build of native.cuh: runs the kernels' __host__ __device__ logic over the launch geometry the
 // runtime computes (every block, every thread of the grid-stride loop), for ctypes.
 #include "native.cuh"
 
