@@ -19,7 +19,7 @@ from .capabilities import backend_for
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
 from .frames import encapsulated_extents
-from .source import Source, load_dataset
+from .source import Source, load_dataset, source_name
 from .spec import PixelSpec, pixel_spec
 
 
@@ -38,18 +38,38 @@ def _extended_offsets(ds) -> tuple[Any, Any] | None:
     return None
 
 
+def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw: bool, as_rgb: bool, stack: bool = False):
+    """Decode parsed sources on the device behind `ops`: native frames batched through the pipeline,
+    the rest decoded by pydicom on the CPU and copied over. Returns a list, or one array with `stack`."""
+    from .cuda.pipeline import Request, decode_native_batch, stackable
+
+    results: list[Any] = [None] * len(prepared)
+    native: list[int] = []
+    for i, (ds, spec) in enumerate(prepared):
+        cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
+        if cap.backend == "kernel":
+            native.append(i)
+        elif cap.backend == "cpu-plugin":
+            results[i] = ops.xp.asarray(cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb))
+        else:
+            raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
+    if native:
+        requests = [Request(prepared[i][1], prepared[i][0][prepared[i][1].pixel_keyword].value, index) for i in native]
+        whole = stack and len(native) == len(prepared) and stackable(requests)
+        decoded = decode_native_batch(requests, ops, stack=whole)
+        if whole:
+            return decoded
+        for i, arr in zip(native, decoded):
+            results[i] = arr
+    if not stack:
+        return results
+    return _stack(results, [spec.source for _, spec in prepared], ops.xp)
+
+
 def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool):
-    import cupy
+    from .cuda.ops import thread_ops
 
-    from .cuda import native
-
-    cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
-    if cap.backend == "kernel":
-        buffer = ds[spec.pixel_keyword].value
-        return native.decode_native(spec, buffer, index=index, launcher=native.cupy_launcher, xp=cupy)
-    if cap.backend == "cpu-plugin":
-        return cupy.asarray(cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb))
-    raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
+    return _device_decode([(ds, spec)], thread_ops(), index=index, raw=raw, as_rgb=as_rgb)[0]
 
 
 def pixel_array(
@@ -120,6 +140,13 @@ def decode_batch(
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
     dev = resolve_device(device)
     sources = list(sources)
+    if dev == "cuda" and on_error == "raise":
+        from .cuda.ops import thread_ops
+
+        prepared = _map(_prepare, sources, workers)  # parse (and read bytes) on CPU threads
+        ctx = stream if stream is not None else nullcontext()
+        with ctx:
+            return _device_decode(prepared, thread_ops(), index=index, raw=raw, as_rgb=as_rgb, stack=stack)
 
     def one(src: Source):
         try:
@@ -131,34 +158,33 @@ def decode_batch(
                 return exc
             raise
 
-    n = workers or _default_workers()
-    if n == 1 or len(sources) <= 1:
-        results = [one(s) for s in sources]
-    else:
-        with ThreadPoolExecutor(max_workers=min(n, len(sources))) as pool:
-            results = list(pool.map(one, sources))
+    results = _map(one, sources, workers)
     if not stack:
         return results
-    return _stack(results, sources, dev)
+    xp = np
+    if dev == "cuda":
+        import cupy as xp
+    return _stack(results, [source_name(s) for s in sources], xp)
 
 
-def _stack(results: list, sources: Sequence[Source], dev: str):
-    from .source import source_name
+def _map(fn, items: list, workers: int | None) -> list:
+    n = workers or _default_workers()
+    if n == 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(n, len(items))) as pool:
+        return list(pool.map(fn, items))
 
-    failed = [source_name(s) for s, r in zip(sources, results) if isinstance(r, Exception)]
+
+def _stack(results: list, names: Sequence[str], xp):
+    failed = [n for n, r in zip(names, results) if isinstance(r, Exception)]
     if failed:
         raise GpudcmError(f"cannot stack: {len(failed)} source(s) failed to decode, e.g. {failed[0]}")
     if not results:
         raise GpudcmError("cannot stack an empty batch")
     first = results[0]
-    for s, r in zip(sources, results):
+    for n, r in zip(names, results):
         if r.shape != first.shape or r.dtype != first.dtype:
             raise GpudcmError(
-                f"cannot stack: {source_name(sources[0])} is {first.shape} {first.dtype} but "
-                f"{source_name(s)} is {r.shape} {r.dtype}"
+                f"cannot stack: {names[0]} is {first.shape} {first.dtype} but {n} is {r.shape} {r.dtype}"
             )
-    if dev == "cuda":
-        import cupy
-
-        return cupy.stack(results)
-    return np.stack(results)
+    return xp.stack(results)

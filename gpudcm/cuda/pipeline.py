@@ -1,0 +1,188 @@
+"""The batched device pipeline: many frames per transfer, per launch.
+
+Sources are parsed on the CPU; their frames' bytes are gathered into one pinned staging buffer per
+batch, copied to the device in one transfer, and decoded by one kernel launch per run of items that
+share a kernel signature. Two staging buffers and two streams alternate, so gathering batch k+1 on the
+host overlaps the copy and kernels of batch k.
+
+All planning here (batch splitting, staging layout, launch grouping, argument packing) is NumPy-only;
+the device work goes through an :class:`Ops` object: :class:`gpudcm.cuda.ops.CupyOps` on a GPU, and in
+CI a host implementation that runs the kernels' logic built with g++.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import InvalidPixelData
+from ..frames import Frame, native_extents
+from ..spec import PixelSpec
+from .kernels import NativeLaunch, native_flags, plan_native
+from .native import check_status, stage_native
+
+STAGING_ALIGN = 16  # keeps every staged span 16-byte aligned (and its byte-pair parity, for OW swaps)
+DEFAULT_BATCH_BYTES = 256 << 20
+
+
+class Ops(Protocol):
+    """What the pipeline needs from a device (CuPy) or from the host stand-in used in CI."""
+
+    xp: Any
+
+    def pinned(self, slot: int, nbytes: int) -> np.ndarray: ...  # host staging buffer `slot` (0 or 1)
+
+    def wait(self, slot: int) -> None: ...  # until work issued on `slot`'s stream has finished
+
+    def upload(self, slot: int, host: np.ndarray) -> Any: ...  # async copy on `slot`'s stream
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Any: ...
+
+    def launch_native(self, slot: int, plan: NativeLaunch, src: Any, frame_offsets: np.ndarray, out: Any) -> Any: ...
+
+    def status(self, pending: Any) -> int: ...  # the status word of a launch, synchronising if needed
+
+
+@dataclass
+class Request:
+    """One source's part of a batch: which frames of which element, and where they go."""
+
+    spec: PixelSpec
+    buffer: Any
+    index: int | None = None
+    frames: list[Frame] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.frames:
+            all_frames = native_extents(self.spec)
+            self.frames = all_frames if self.index is None else [all_frames[self.spec.check_index(self.index)]]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.spec.shape(self.index)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+
+def signature(req: Request) -> tuple:
+    """Requests with equal signatures can share one native launch."""
+    s = req.spec
+    return (s.bits_allocated, s.rows, s.columns, s.samples_per_pixel, s.bits_stored, native_flags(s), s.dtype.str)
+
+
+def split_batches(sizes: Sequence[int], budget: int) -> list[range]:
+    """Consecutive runs of items whose sizes add up to at most `budget` (an oversized item stands alone)."""
+    if budget <= 0:
+        raise ValueError("batch budget must be positive")
+    batches, start, total = [], 0, 0
+    for i, n in enumerate(sizes):
+        if i > start and total + n > budget:
+            batches.append(range(start, i))
+            start, total = i, 0
+        total += n
+    if start < len(sizes):
+        batches.append(range(start, len(sizes)))
+    return batches
+
+
+def align(n: int, to: int = STAGING_ALIGN) -> int:
+    return (n + to - 1) // to * to
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Where each request's bytes sit in a batch's staging buffer."""
+
+    offsets: tuple[int, ...]  # start of each request's span in the staging buffer
+    spans: tuple[np.ndarray, ...]  # the host bytes to copy there (views into the elements)
+    frame_offsets: tuple[np.ndarray, ...]  # per request, its frames' starts relative to its span
+    total: int
+
+
+def stage(requests: Sequence[Request]) -> Staged:
+    """Lay out the requests' frame bytes back to back (aligned) for one host-to-device copy."""
+    offsets, spans, frames, pos = [], [], [], 0
+    for req in requests:
+        staged = stage_native(req.spec, req.buffer, req.frames)
+        offsets.append(pos)
+        spans.append(staged.data)
+        frames.append(staged.frame_offsets)
+        pos = align(pos + len(staged.data))
+    return Staged(tuple(offsets), tuple(spans), tuple(frames), pos)
+
+
+def launch_groups(requests: Sequence[Request]) -> list[range]:
+    """Consecutive runs of requests sharing a kernel signature: one launch each."""
+    groups, start = [], 0
+    for i in range(1, len(requests) + 1):
+        if i == len(requests) or signature(requests[i]) != signature(requests[start]):
+            groups.append(range(start, i))
+            start = i
+    return groups
+
+
+def group_launch(requests: Sequence[Request], group: range, staged: Staged) -> tuple[NativeLaunch, np.ndarray]:
+    """The launch decoding every frame of `group`, with frame offsets into the batch's staging buffer."""
+    first = requests[group.start].spec
+    n_frames = sum(requests[i].n_frames for i in group)
+    plan = plan_native(first, n_frames)
+    unit = 8 if first.bits_allocated == 1 else 1  # 1-bit offsets count bits
+    offsets = np.concatenate([staged.frame_offsets[i] + staged.offsets[i] * unit for i in group]).astype(np.int64)
+    return plan, offsets
+
+
+def stackable(requests: Sequence[Request]) -> bool:
+    first = requests[0]
+    return all(r.shape == first.shape and r.spec.dtype == first.spec.dtype for r in requests)
+
+
+def decode_native_batch(
+    requests: Sequence[Request], ops: Ops, *, batch_bytes: int = DEFAULT_BATCH_BYTES, stack: bool = False
+) -> list | Any:
+    """Decode the native frames of every request; one array per request, or one stacked array.
+
+    With ``stack=True`` (requires equal shapes and dtypes) the output is preallocated once as
+    (requests, *shape) and every launch writes straight into it.
+    """
+    if not requests:
+        return []
+    if stack and not stackable(requests):
+        raise InvalidPixelData("cannot stack: the sources differ in shape or dtype")
+    shared = ops.empty((len(requests), *requests[0].shape), requests[0].spec.dtype) if stack else None
+    results: list[Any] = [None] * len(requests)
+    sizes = [sum(f[0].length for f in r.frames) + 2 for r in requests]
+    pending: list[tuple[Any, PixelSpec]] = []
+    for k, batch in enumerate(split_batches(sizes, batch_bytes)):
+        slot = k % 2
+        reqs = [requests[i] for i in batch]
+        staged = stage(reqs)
+        ops.wait(slot)  # the previous batch on this slot has finished reading its staging buffer
+        host = ops.pinned(slot, staged.total)
+        for off, span in zip(staged.offsets, staged.spans):
+            host[off : off + len(span)] = span
+        device_src = ops.upload(slot, host[: staged.total])
+        for group in launch_groups(reqs):
+            plan, offsets = group_launch(reqs, group, staged)
+            first = batch.start + group.start
+            if shared is not None:
+                out = shared[first : first + len(group)]
+            else:
+                out = ops.empty((plan.n_elements,), reqs[group.start].spec.dtype)
+            pending.append((ops.launch_native(slot, plan, device_src, offsets, out.reshape(-1)), reqs[group.start].spec))
+            if shared is None:
+                pos = 0
+                for i in group:
+                    n = reqs[i].n_frames * reqs[i].spec.frame_pixels
+                    results[batch.start + i] = out[pos : pos + n].reshape(reqs[i].shape)
+                    pos += n
+    for handle, spec in pending:
+        check_status(spec, ops.status(handle))
+    if shared is not None:
+        return shared
+    return results
+

@@ -1,0 +1,101 @@
+"""The batched device pipeline, run on the CPU: NumPy buffers and the host build stand in for CuPy and
+the kernels; staging, batch splitting, launch grouping and arguments are the ones a GPU run uses."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+import gpudcm
+from corpus import corpus_files, corpus_id, generated_cases, native_ts, reference_shape
+from gpudcm.api import _device_decode, _prepare
+from gpudcm.cuda import pipeline
+from gpudcm.cuda.pipeline import Request, decode_native_batch, launch_groups, split_batches
+from tests.harness.host_ops import HostOps
+
+CT = get_testdata_file("CT_small.dcm")
+
+
+def _prepared(paths):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [_prepare(p) for p in paths]
+
+
+def _cpu(path, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gpudcm.pixel_array(path, device="cpu", **kw)
+
+
+def test_split_batches():
+    assert split_batches([5, 5, 5], 10) == [range(0, 2), range(2, 3)]
+    assert split_batches([20, 1, 1], 10) == [range(0, 1), range(1, 3)]
+    assert split_batches([], 10) == []
+    with pytest.raises(ValueError):
+        split_batches([1], 0)
+
+
+def test_stage_is_aligned_and_keeps_parity():
+    reqs = [Request(spec, ds.PixelData) for ds, spec in _prepared([CT, get_testdata_file("liver_expb_1frame.dcm")])]
+    staged = pipeline.stage(reqs)
+    assert all(off % pipeline.STAGING_ALIGN == 0 for off in staged.offsets)
+    assert staged.total >= sum(len(s) for s in staged.spans)
+
+
+def test_series_is_one_upload_and_one_launch():
+    """Twelve files of one series: one host-to-device copy, one kernel launch over 12 frames."""
+    prepared = _prepared([CT] * 12)
+    ops = HostOps()
+    out = _device_decode(prepared, ops, index=None, raw=False, as_rgb=True, stack=True)
+    assert ops.uploads == [pipeline.align(128 * 128 * 2) * 11 + 128 * 128 * 2 + 0] or len(ops.uploads) == 1
+    assert ops.launches == [12]
+    assert out.shape == (12, 128, 128)
+    np.testing.assert_array_equal(out, np.stack([_cpu(CT)] * 12))
+
+
+def test_small_batches_alternate_two_slots():
+    prepared = _prepared([CT] * 5)
+    requests = [Request(spec, ds.PixelData) for ds, spec in prepared]
+    ops = HostOps()
+    out = decode_native_batch(requests, ops, batch_bytes=2 * 128 * 128 * 2 + 8)
+    assert len(ops.uploads) == 3 and ops.waits == [0, 1, 0]
+    for arr in out:
+        np.testing.assert_array_equal(arr, _cpu(CT))
+
+
+def test_launch_groups_split_on_signature():
+    paths = [CT, CT, get_testdata_file("MR_small.dcm"), CT]
+    requests = [Request(spec, ds.PixelData) for ds, spec in _prepared(paths)]
+    assert launch_groups(requests) == [range(0, 2), range(2, 3), range(3, 4)]
+
+
+def test_same_signature_different_frame_counts():
+    """Files sharing a kernel signature but not a frame count share a launch and split correctly."""
+    case = {c.name: c for c in generated_cases()}
+    paths = [case["u16_bs12_garbage_le_explicit"].path, case["u16_bs12_garbage_le_explicit"].path]
+    prepared = _prepared(paths)
+    requests = [Request(prepared[0][1], prepared[0][0].PixelData), Request(prepared[1][1], prepared[1][0].PixelData, index=0)]
+    out = decode_native_batch(requests, HostOps())
+    np.testing.assert_array_equal(out[0], _cpu(paths[0]))
+    np.testing.assert_array_equal(out[1], _cpu(paths[1], index=0))
+
+
+DECODABLE = [p for p in corpus_files() if reference_shape(p)]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_whole_corpus_through_the_device_path(raw):
+    """Every decodable corpus file and generated case through one device batch equals the CPU path."""
+    paths = DECODABLE + [c.path for c in generated_cases()]
+    ops = HostOps()
+    got = _device_decode(_prepared(paths), ops, index=None, raw=raw, as_rgb=True)
+    for path, arr in zip(paths, got):
+        ref = _cpu(path, raw=raw)
+        assert arr.dtype == ref.dtype and arr.shape == ref.shape, corpus_id(path)
+        np.testing.assert_array_equal(arr, ref, err_msg=str(path))
+    n_native = sum(1 for p in paths if native_ts(p))
+    assert sum(ops.launches) >= n_native  # every native file went through a kernel launch
