@@ -23,13 +23,25 @@ from .source import Source, load_dataset, source_name
 from .spec import PixelSpec, pixel_spec
 
 
-def _prepare(src: Source):
-    ds, name = load_dataset(src)
+def _validated(ds, name: str):
     spec = pixel_spec(ds, source=name)
     if spec.is_encapsulated:
         # checks every fragment and offset table entry before any decoder sees the bytes
         encapsulated_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
     return ds, spec
+
+
+def _prepare(src: Source):
+    """Parse and validate `src`: the pixel module and pixel element only, as pydicom's path reader does,
+    with a full ``dcmread`` as the second opinion (it copes with files whose encoding contradicts
+    their meta, e.g. implicit VR data under an explicit VR transfer syntax)."""
+    ds, name = load_dataset(src, header_only=True)
+    try:
+        return _validated(ds, name)
+    except GpudcmError:
+        if ds is src:
+            raise
+    return _validated(*load_dataset(src))
 
 
 def _extended_offsets(ds) -> tuple[Any, Any] | None:

@@ -35,20 +35,33 @@ def _has_pixels(ds: Dataset) -> bool:
     return any(kw in ds for kw in _PIXEL_TAGS.values())
 
 
-def _read_header_then_pixels(fp: BinaryIO) -> Dataset | None:
-    """pydicom's path-based ``pixel_array`` way of reading: the header up to the pixel element, then
-    that element's value straight from the file. It recovers pixel data that a full ``dcmread`` drops
-    (e.g. encapsulated data missing its sequence delimiter)."""
+# What the pixel path reads of a file's header (as pydicom's own path-based pixel_array does).
+HEADER_TAGS = [
+    0x00080005,  # Specific Character Set
+    0x00280002, 0x00280004, 0x00280006, 0x00280008, 0x00280010, 0x00280011,
+    0x00280100, 0x00280101, 0x00280102, 0x00280103,
+    0x7FE00001, 0x7FE00002,  # Extended Offset Table (and Lengths)
+]
+
+
+def _read_header_then_pixels(fp: BinaryIO, specific_tags: list[int] | None = None) -> Dataset | None:
+    """pydicom's path-based ``pixel_array`` way of reading: the header up to the pixel element (only
+    `specific_tags` when given), then that element's value straight from the file. Cheaper than a full
+    ``dcmread`` and it recovers pixel data a full read drops (encapsulated data missing its delimiter).
+    None when the file is not read this way (no file meta, deflated, no pixel element)."""
     from pydicom.filereader import _at_pixel_data, _read_file_meta_info, read_dataset, read_preamble
 
     fp.seek(0)
     read_preamble(fp, force=True)
     meta = _read_file_meta_info(fp)
     tsyntax = meta.get("TransferSyntaxUID")
-    if not tsyntax:
+    if not tsyntax or UID(tsyntax).is_deflated:
         return None
     tsyntax = UID(tsyntax)
-    ds = read_dataset(fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian, stop_when=_at_pixel_data)
+    ds = read_dataset(
+        fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian,
+        stop_when=_at_pixel_data, specific_tags=specific_tags,
+    )
     ds.file_meta = meta
     head = fp.read(8)
     if len(head) != 8:
@@ -73,9 +86,11 @@ def _read_header_then_pixels(fp: BinaryIO) -> Dataset | None:
     return ds
 
 
-def load_dataset(src: Source) -> tuple[Dataset, str]:
-    """Parse `src` with pydicom (whole dataset, pixel data included) and return it with its label.
+def load_dataset(src: Source, *, header_only: bool = False) -> tuple[Dataset, str]:
+    """Parse `src` with pydicom and return the dataset (pixel data included) with its label.
 
+    ``header_only=True`` reads just the pixel module and the pixel element, as pydicom's path-based
+    ``pixel_array`` does (falling back to a full read where that does not work, e.g. deflated files).
     A missing file raises the usual ``FileNotFoundError``; anything pydicom cannot parse raises
     :class:`InvalidPixelData` naming the file.
     """
@@ -84,6 +99,12 @@ def load_dataset(src: Source) -> tuple[Dataset, str]:
         return src, name
     if isinstance(src, (bytes, bytearray)):
         src = io.BytesIO(src)
+    if header_only:
+        fast = _try_read(src, HEADER_TAGS)
+        if fast is not None:
+            return fast, name
+    if hasattr(src, "seek"):
+        src.seek(0)
     try:
         ds = dcmread(src, force=True)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
@@ -91,15 +112,22 @@ def load_dataset(src: Source) -> tuple[Dataset, str]:
     except Exception as exc:  # pydicom raises many types on malformed input
         raise InvalidPixelData(f"{name}: could not be parsed as DICOM: {type(exc).__name__}: {exc}") from exc
     if not _has_pixels(ds):
-        try:
-            if isinstance(src, (str, os.PathLike)):
-                with open(src, "rb") as fp:
-                    recovered = _read_header_then_pixels(fp)
-            else:
-                recovered = _read_header_then_pixels(src)
-        except Exception:
-            recovered = None
+        recovered = _try_read(src, None)
         if recovered is not None:
-            recovered.filename = ds.filename if isinstance(getattr(ds, "filename", None), str) else None
             return recovered, name
     return ds, name
+
+
+def _try_read(src, specific_tags: list[int] | None) -> Dataset | None:
+    try:
+        if isinstance(src, (str, os.PathLike)):
+            with open(src, "rb") as fp:
+                ds = _read_header_then_pixels(fp, specific_tags)
+            if ds is not None:
+                ds.filename = os.fspath(src)
+            return ds
+        return _read_header_then_pixels(src, specific_tags)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception:  # anything odd: the caller falls back to a full dcmread
+        return None
