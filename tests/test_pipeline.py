@@ -99,3 +99,30 @@ def test_whole_corpus_through_the_device_path(raw):
         np.testing.assert_array_equal(arr, ref, err_msg=str(path))
     n_native = sum(1 for p in paths if native_ts(p))
     assert sum(ops.launches) >= n_native  # every native file went through a kernel launch
+
+
+def test_large_batches_are_gathered_in_parallel_and_equal():
+    case = {c.name: c for c in generated_cases()}["u16_bs12_garbage_be_explicit"]
+    prepared = _prepared([case.path] * 3)
+    requests = [Request(spec, ds.PixelData) for ds, spec in prepared]
+    staged = pipeline.stage(requests)
+    host = np.zeros(staged.total, np.uint8)
+    old = pipeline._PARALLEL_GATHER_BYTES
+    pipeline._PARALLEL_GATHER_BYTES = 1  # force the threaded gather on small data
+    try:
+        pipeline.gather(host, staged)
+    finally:
+        pipeline._PARALLEL_GATHER_BYTES = old
+    for off, span in zip(staged.offsets, staged.spans):
+        np.testing.assert_array_equal(host[off : off + len(span)], span)
+
+
+def test_gpu_benchmark_workloads_build():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_report.py", "--dry-run"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "dry run" in proc.stdout

@@ -13,6 +13,7 @@ CI a host implementation that runs the kernels' logic built with g++.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +26,13 @@ from .kernels import NativeLaunch, native_flags, plan_native
 from .native import check_status, stage_native
 
 STAGING_ALIGN = 16  # keeps every staged span 16-byte aligned (and its byte-pair parity, for OW swaps)
-DEFAULT_BATCH_BYTES = 256 << 20
+# Small enough that gathering batch k+1 overlaps the copy/kernels of batch k, large enough that a
+# launch covers many frames.
+DEFAULT_BATCH_BYTES = 32 << 20
+# A single host thread copies well below PCIe bandwidth; large batches are gathered by several threads
+# (NumPy releases the GIL for the copies).
+GATHER_THREADS = 8
+_PARALLEL_GATHER_BYTES = 4 << 20
 
 
 class Ops(Protocol):
@@ -136,6 +143,21 @@ def group_launch(requests: Sequence[Request], group: range, staged: Staged) -> t
     return plan, offsets
 
 
+def gather(host: np.ndarray, staged: Staged) -> None:
+    """Copy every staged span into the (pinned) host buffer, with several threads for large batches."""
+
+    def copy(i: int) -> None:
+        off, span = staged.offsets[i], staged.spans[i]
+        host[off : off + len(span)] = span
+
+    if staged.total < _PARALLEL_GATHER_BYTES or len(staged.spans) == 1:
+        for i in range(len(staged.spans)):
+            copy(i)
+        return
+    with ThreadPoolExecutor(max_workers=min(GATHER_THREADS, len(staged.spans))) as pool:
+        list(pool.map(copy, range(len(staged.spans))))
+
+
 def stackable(requests: Sequence[Request]) -> bool:
     first = requests[0]
     return all(r.shape == first.shape and r.spec.dtype == first.spec.dtype for r in requests)
@@ -163,8 +185,7 @@ def decode_native_batch(
         staged = stage(reqs)
         ops.wait(slot)  # the previous batch on this slot has finished reading its staging buffer
         host = ops.pinned(slot, staged.total)
-        for off, span in zip(staged.offsets, staged.spans):
-            host[off : off + len(span)] = span
+        gather(host, staged)
         device_src = ops.upload(slot, host[: staged.total])
         for group in launch_groups(reqs):
             plan, offsets = group_launch(reqs, group, staged)
