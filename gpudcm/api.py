@@ -53,6 +53,7 @@ def _extended_offsets(ds) -> tuple[Any, Any] | None:
 def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw: bool, as_rgb: bool, stack: bool = False):
     """Decode parsed sources on the device behind `ops`: native frames batched through the pipeline,
     the rest decoded by pydicom on the CPU and copied over. Returns a list, or one array with `stack`."""
+    from .cuda.colour import needs_rgb_conversion, ybr_to_rgb
     from .cuda.pipeline import Request, decode_native_batch, stackable
 
     results: list[Any] = [None] * len(prepared)
@@ -69,10 +70,13 @@ def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw
         requests = [Request(prepared[i][1], prepared[i][0][prepared[i][1].pixel_keyword].value, index) for i in native]
         whole = stack and len(native) == len(prepared) and stackable(requests)
         decoded = decode_native_batch(requests, ops, stack=whole)
+        for k, i in enumerate(native):
+            arr = decoded[k]
+            if needs_rgb_conversion(prepared[i][1], raw, as_rgb):
+                arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)  # in place (a view of a stack too)
+            results[i] = arr
         if whole:
             return decoded
-        for i, arr in zip(native, decoded):
-            results[i] = arr
     if not stack:
         return results
     return _stack(results, [spec.source for _, spec in prepared], ops.xp)

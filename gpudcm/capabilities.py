@@ -78,9 +78,10 @@ def backend_for(spec: PixelSpec, device: str, *, raw: bool = False, as_rgb: bool
     cap = _capability(spec.transfer_syntax, device)
     converts_colour = not raw and as_rgb and spec.photometric_interpretation in _YBR
     if device == "cuda" and cap.backend == "kernel" and converts_colour:
-        cpu_ok, cpu_why = _cpu_plugins(spec.transfer_syntax)
-        return Capability(
-            spec.transfer_syntax, "cuda", "cpu-plugin", cap.available and cpu_ok,
-            "YBR to RGB has no GPU kernel yet: decoded on the CPU and copied to the device",
-        )
+        if spec.dtype != "uint8":  # pydicom refuses to convert other dtypes; the CPU path raises its error
+            cpu_ok, _ = _cpu_plugins(spec.transfer_syntax)
+            return Capability(spec.transfer_syntax, "cuda", "cpu-plugin", cap.available and cpu_ok,
+                              f"pydicom converts only 8-bit YBR to RGB; {spec.dtype} goes through the CPU path")
+        return Capability(spec.transfer_syntax, "cuda", "kernel", cap.available,
+                          "native kernel, then the YBR_FULL -> RGB kernel (kernels/colour.cu)")
     return cap

@@ -127,14 +127,20 @@ def test_capabilities_report_missing_plugins(monkeypatch):
         gpudcm.pixel_array(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"), device="cpu")
 
 
-def test_backend_for_colour_on_cuda_uses_cpu_until_colour_kernel():
+def test_backend_for_native_colour_on_cuda():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = dcmread(get_testdata_file("SC_ybr_full_uncompressed.dcm"))
     spec = gpudcm.pixel_spec(ds)
-    assert gpudcm.backend_for(spec, "cuda").backend == "cpu-plugin"
+    cap = gpudcm.backend_for(spec, "cuda")
+    assert cap.backend == "kernel" and "colour" in cap.reason
     assert gpudcm.backend_for(spec, "cuda", raw=True).backend == "kernel"
     assert gpudcm.backend_for(spec, "cpu").backend == "cpu-plugin"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelData = ds.PixelData * 2
+    spec16 = gpudcm.pixel_spec(ds)
+    assert gpudcm.backend_for(spec16, "cuda").backend == "cpu-plugin"  # pydicom refuses 16-bit YBR -> RGB
 
 
 def test_file_like_position_is_irrelevant():

@@ -65,6 +65,12 @@ class CupyOps:
         self._alive[slot] += [d_offsets, status]
         return status, stream
 
+    @property
+    def colour_launcher(self):
+        from .colour import cupy_ybr_launcher
+
+        return cupy_ybr_launcher
+
     def status(self, pending) -> int:
         status, stream = pending
         stream.synchronize()

@@ -52,6 +52,8 @@ class Ops(Protocol):
 
     def status(self, pending: Any) -> int: ...  # the status word of a launch, synchronising if needed
 
+    colour_launcher: Any  # runs a ColourLaunch in place (after every status() has synchronised)
+
 
 @dataclass
 class Request:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.harness.hostbuild import host_launcher
+from tests.harness.hostbuild import host_launcher, host_ybr_launcher
 
 
 class HostOps:
@@ -14,6 +14,7 @@ class HostOps:
 
     def __init__(self, sanitize: bool = False) -> None:
         self._launch = host_launcher(sanitize)
+        self.colour_launcher = host_ybr_launcher(sanitize)
         self.uploads: list[int] = []  # bytes per host-to-device copy
         self.launches: list[int] = []  # frames per launch
         self.waits: list[int] = []

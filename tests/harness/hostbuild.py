@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpudcm.cuda.colour import ColourLaunch
 from gpudcm.cuda.kernels import NativeLaunch, kernel_dir
 
 HERE = Path(__file__).resolve().parent
@@ -96,5 +97,19 @@ def host_launcher(sanitize: bool = False):
         g = plan.geometry
         scalars = [int(s) for s in plan.scalars()]
         return fn(plan.bits, g.grid, g.block, ptr(src), src.size, ptr(frame_offsets), *scalars, ptr(out))
+
+    return launch
+
+
+def host_ybr_launcher(sanitize: bool = False):
+    """A launcher with cupy_ybr_launcher's signature that runs the host build instead."""
+    u32, u64, vp = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
+    fn = function("gpudcm_host_ybr_to_rgb", u32, [u32, u32, u32, vp, u64, u32], sanitize)
+
+    def launch(plan: ColourLaunch, arr: np.ndarray) -> int:
+        assert arr.flags.c_contiguous and arr.flags.writeable and arr.size == 3 * plan.n_pixels
+        assert arr.itemsize * 8 == plan.bits
+        g = plan.geometry
+        return fn(plan.bits, g.grid, g.block, ptr(arr), plan.n_pixels, plan.flags)
 
     return launch
