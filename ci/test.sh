@@ -5,9 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v g++ >/dev/null 2>&1; then
-  # the host build of the kernel logic needs a C++ compiler with AddressSanitizer
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq g++ >/dev/null; else echo "need g++ (apt-get install g++)" >&2; exit 1; fi
+# g++ (with AddressSanitizer): the host build of the kernel logic; dcmtk: the writer's interoperability check
+need=()
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v dcmdump >/dev/null 2>&1 || need+=(dcmtk)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "install first: sudo apt-get install ${need[*]}" >&2; exit 1
+  fi
 fi
 
 PY=${PYTHON:-python3}
