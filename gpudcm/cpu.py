@@ -52,7 +52,10 @@ def _options(ds: Dataset, spec: PixelSpec, as_rgb: bool) -> dict:
     return opts
 
 
-def _wrap(exc: Exception, spec: PixelSpec, frame: int | None) -> GpudcmError:
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError:
     if isinstance(exc, GpudcmError):
         return exc
     msg = " ".join(str(exc).split())
@@ -86,7 +89,9 @@ def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pydicom's padding notes; sizes are checked in spec
             arr, _ = decoder.as_array(ds, index=index, raw=raw, **opts)
-    except Exception as exc:
+    except _INTERRUPTS:
+        raise
+    except BaseException as exc:  # pylibjpeg-rle's Rust panics are BaseExceptions (pyo3 PanicException)
         raise _wrap(exc, spec, index) from exc
     return native_order(arr)
 
@@ -113,7 +118,9 @@ def iter_decode(
                 arr, _ = next(it)
         except StopIteration:
             return
-        except Exception as exc:
+        except _INTERRUPTS:
+            raise
+        except BaseException as exc:
             raise _wrap(exc, spec, wanted[i] if wanted and i < len(wanted) else i) from exc
         yield native_order(arr)
         i += 1
