@@ -55,12 +55,20 @@ def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw
     the rest decoded by pydicom on the CPU and copied over. Returns a list, or one array with `stack`."""
     from .cuda.colour import needs_rgb_conversion, ybr_to_rgb
     from .cuda.pipeline import Request, decode_native_batch, stackable
+    from .cuda.rle import decode_rle
 
     results: list[Any] = [None] * len(prepared)
     native: list[int] = []
     for i, (ds, spec) in enumerate(prepared):
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
-        if cap.backend == "kernel":
+        if cap.backend == "kernel" and spec.is_encapsulated:  # RLE Lossless: one file at a time for now
+            launch_rle, launch_native = ops.rle_launchers
+            arr = decode_rle(spec, ds.PixelData, index=index, launch_rle=launch_rle, launch_native=launch_native,
+                             xp=ops.xp, extended_offsets=_extended_offsets(ds))
+            if needs_rgb_conversion(spec, raw, as_rgb):
+                arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)
+            results[i] = arr
+        elif cap.backend == "kernel":
             native.append(i)
         elif cap.backend == "cpu-plugin":
             results[i] = ops.xp.asarray(cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID, AllTransferSyntaxes
+from pydicom.uid import UID, AllTransferSyntaxes, RLELossless
 
 from .cuda.runtime import cuda_status
 from .spec import PixelSpec
@@ -48,6 +48,9 @@ def _capability(uid: UID, device: str) -> Capability:
     cuda_ok, cuda_why = cuda_status()
     if not uid.is_encapsulated:
         why = "native kernel (kernels/native.cu)"
+        return Capability(uid, "cuda", "kernel", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
+    if uid == RLELossless:
+        why = "RLE kernel (kernels/rle.cu), then the native kernel for planar/Bits Stored"
         return Capability(uid, "cuda", "kernel", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
     if not cpu_ok:
         return Capability(uid, "cuda", "unsupported", False, f"no GPU decoder yet and {cpu_why}")

@@ -106,7 +106,8 @@ def test_capabilities_table():
     by = {(r.device, str(r.transfer_syntax)): r for r in rows}
     assert by[("cpu", "1.2.840.10008.1.2.1")].backend == "cpu-plugin"
     assert by[("cuda", "1.2.840.10008.1.2.1")].backend == "kernel"
-    assert by[("cuda", "1.2.840.10008.1.2.5")].backend == "cpu-plugin"
+    assert by[("cuda", "1.2.840.10008.1.2.5")].backend == "kernel"
+    assert by[("cuda", "1.2.840.10008.1.2.4.50")].backend == "cpu-plugin"
     for r in rows:
         assert r.backend in gpudcm.capabilities.__globals__["BACKENDS"]
         assert r.reason

@@ -193,3 +193,13 @@ def get_function(source_name: str, kernel: str):
     import cupy
 
     return _module(cupy.cuda.Device().id, source_name).get_function(kernel)
+
+
+# RLE kernel (kernels/rle.cuh): status bits beyond GD_STATUS_*, lanes per table entry, and the values of
+# its pylibjpeg-rle replay (a decoded length, or one of these).
+RLE_STATUS_SHORT = 8
+RLE_STATUS_WRITE_OOB = 16
+RLE_LANES = 32
+RLE_NO_ROOM = -(1 << 63)
+RLE_J_ERROR = -1
+RLE_J_PANIC = -2

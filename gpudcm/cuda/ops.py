@@ -71,6 +71,14 @@ class CupyOps:
 
         return cupy_ybr_launcher
 
+    @property
+    def rle_launchers(self):
+        """(RLE launcher, native launcher) for per-file RLE decodes on the current stream."""
+        from .native import cupy_launcher
+        from .rle import cupy_launch_rle
+
+        return cupy_launch_rle, cupy_launcher
+
     def status(self, pending) -> int:
         status, stream = pending
         stream.synchronize()

@@ -53,6 +53,7 @@ class Ops(Protocol):
     def status(self, pending: Any) -> int: ...  # the status word of a launch, synchronising if needed
 
     colour_launcher: Any  # runs a ColourLaunch in place (after every status() has synchronised)
+    rle_launchers: Any  # (RLE launcher, native launcher) for gpudcm.cuda.rle.decode_rle
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.harness.hostbuild import host_launcher, host_ybr_launcher
+from tests.harness.rle_host import host_launch_rle
 
 
 class HostOps:
@@ -15,6 +16,7 @@ class HostOps:
     def __init__(self, sanitize: bool = False) -> None:
         self._launch = host_launcher(sanitize)
         self.colour_launcher = host_ybr_launcher(sanitize)
+        self.rle_launchers = (host_launch_rle(sanitize), self._launch)
         self.uploads: list[int] = []  # bytes per host-to-device copy
         self.launches: list[int] = []  # frames per launch
         self.waits: list[int] = []

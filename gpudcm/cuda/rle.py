@@ -1,0 +1,502 @@
+"""RLE Lossless on the device: every frame header parsed and checked on the CPU, the segments decoded by
+the RLE kernel into pydicom's decoded layout (planar, each value little endian), then the native kernel
+for planar -> interleaved and Bits Stored.
+
+The CPU path is pydicom 3.0.2, which tries pylibjpeg-rle *first* and its own decoder second, per frame.
+The two disagree on malformed frames: pylibjpeg-rle takes the segments from the non-zero header offsets
+(ignoring the count), needs the first at 64 and all increasing, rejects runs cut off by the segment end
+and infers the samples from the segment count; pydicom's decoder trusts the count and slices like Python.
+While decoding all frames pydicom tries the decoder that last succeeded first, and frames past Number of
+Frames are kept only when they decode to a whole frame. The kernel decodes pydicom's way and replays
+pylibjpeg-rle's walk on lengths only; :func:`resolve` then picks, frame by frame, what pydicom returns.
+
+:func:`plan_rle` and :func:`resolve` are NumPy-only; :func:`decode_rle` takes the launchers so CI runs the
+same plan through the host build of the kernels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DecodeError, InvalidPixelData
+from ..frames import Frame, frame_extents
+from ..spec import PixelSpec
+from .kernels import (
+    NATIVE_CORRECT_BITS,
+    NATIVE_PLANAR,
+    NATIVE_SIGNED,
+    RLE_J_ERROR,
+    RLE_J_PANIC,
+    RLE_LANES,
+    RLE_NO_ROOM,
+    RLE_STATUS_WRITE_OOB,
+    STATUS_BAD_PARAMS,
+    STATUS_READ_OOB,
+    Geometry,
+    NativeLaunch,
+    launch_geometry,
+)
+from .native import Launcher as NativeLauncher
+from .native import check_status
+
+HEADER_BYTES = 64
+MAX_SEGMENTS = 15
+
+
+@dataclass(frozen=True)
+class RleLaunch:
+    """One RLE-kernel launch without any array module; buffers come from the caller."""
+
+    kernel: str
+    geometry: Geometry
+    n_entries: int
+    n_slots: int  # entries that write: n_frames * n_segments, the rest only measure
+    n_segments: int
+    bytes_per_sample: int
+    plane: int  # Rows x Columns
+
+    def scalars(self) -> tuple:
+        """The scalar arguments after (src, src_len, table), with explicit C types."""
+        return (
+            np.uint64(self.n_entries),
+            np.uint64(self.n_slots),
+            np.uint32(self.n_segments),
+            np.uint32(self.bytes_per_sample),
+            np.uint64(self.plane),
+        )
+
+
+@dataclass(frozen=True)
+class FrameRle:
+    """One frame as each of pydicom's two RLE decoders sees it before decoding, and the table entries
+    whose lengths tell the rest."""
+
+    number: int  # frame index in the file
+    excess: bool  # past Number of Frames: pydicom keeps it only when it decodes to a whole frame
+    slots: str | None  # "pylibjpeg", "pydicom" or None: whose segments the frame's slots decode
+    p_error: str | None  # why pydicom's decoder fails before decoding (None: it decodes)
+    j_error: str | None  # why pylibjpeg-rle fails before decoding
+    j_panic: bool  # ... by panicking, which no caller catches
+    j_entries: tuple[int, ...]  # its segments' entries in its decode order
+    j_segments: tuple[int, ...]  # the header index of each of those
+    j_kind: str  # its frame against pydicom's array: "fit", "broadcast" (one value) or "wrong"
+    j_bytes: int
+
+
+@dataclass(frozen=True)
+class RlePlan:
+    """What the RLE kernel reads: the staged bytes and one table entry per (frame, segment) slot, slot
+    ``f * n_segments + k`` holding segment k (k = sample * bytes + byte, most significant byte first),
+    then the entries that only measure (pylibjpeg-rle's segments where its frame cannot be placed)."""
+
+    source: np.ndarray  # uint8: every selected frame's bytes (a view when each is one fragment)
+    table: np.ndarray  # int64 (3, n_entries): segment start, end (absolute in source), pylibjpeg-rle room
+    launch: RleLaunch
+    frames: tuple[FrameRle, ...]
+    frame_bytes: int  # bytes of one decoded frame in the intermediate layout
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def seg_start(self) -> np.ndarray:
+        return self.table[0]
+
+    @property
+    def seg_end(self) -> np.ndarray:
+        return self.table[1]
+
+
+def bytes_per_sample(spec: PixelSpec) -> int:
+    return 1 if spec.bits_allocated == 1 else spec.bits_allocated // 8
+
+
+def frame_length_bytes(spec: PixelSpec) -> int:
+    """pydicom's ``frame_length(unit="bytes")`` for encapsulated data."""
+    n = spec.rows * spec.columns * spec.samples_per_pixel
+    return -(-n // 8) if spec.bits_allocated == 1 else n * spec.bits_allocated // 8
+
+
+def stage_rle(buffer, frames: Sequence[Frame]) -> tuple[np.ndarray, list[int], list[int]]:
+    """Contiguous bytes holding every frame, with each frame's start and length in them: a view over the
+    element when every frame is one fragment, else one joined copy."""
+    view = np.frombuffer(buffer, dtype=np.uint8)
+    if all(len(f) == 1 for f in frames):
+        lo = min(f[0].offset for f in frames)
+        hi = max(f[0].end for f in frames)
+        return view[lo:hi], [f[0].offset - lo for f in frames], [f[0].length for f in frames]
+    lengths = [sum(e.length for e in f) for f in frames]
+    starts = [0, *itertools.accumulate(lengths)][:-1]
+    return np.concatenate([view[e.offset : e.end] for f in frames for e in f]), starts, lengths
+
+
+def _pydicom_segments(spec: PixelSpec, header, length: int) -> tuple[str | None, list[tuple[int, int]]]:
+    """pydicom's rle._rle_decode_frame before decoding: (why it fails, segments relative to the frame)."""
+    if spec.bits_allocated % 8:
+        return f"pydicom's RLE decoder needs Bits Allocated a multiple of 8, not {spec.bits_allocated}", []
+    if header is None:
+        return f"the frame is {length} bytes, shorter than the {HEADER_BYTES}-byte RLE header", []
+    count, offsets = header
+    if count > MAX_SEGMENTS:
+        return f"the RLE header declares {count} segments; at most {MAX_SEGMENTS} are allowed", []
+    need = spec.samples_per_pixel * bytes_per_sample(spec)
+    if count != need:
+        return (
+            f"the RLE header declares {count} segment(s) but {spec.samples_per_pixel} sample(s) x "
+            f"{spec.bits_allocated // 8} byte(s) need {need}"
+        ), []
+    ranges = []
+    for i in range(count):
+        start = min(offsets[i], length)
+        end = min(offsets[i + 1] if i + 1 < count else length, length)
+        ranges.append((start, max(start, end)))  # Python slicing: empty when the end is before the start
+    for i, (a, b) in enumerate(ranges):
+        if a == b:
+            stop = offsets[i + 1] if i + 1 < count else length
+            return f"segment {i} is empty (offsets {offsets[i]}..{stop} of a {length}-byte frame)", ranges
+    return None, ranges
+
+
+def _pylibjpeg_segments(
+    spec: PixelSpec, header, length: int
+) -> tuple[str | None, bool, list[tuple[int, int, int, int]], int]:
+    """pylibjpeg-rle 2.2's decode_frame before decoding: (error, panics, segments in its decode order as
+    (header index, start, end, room), its frame's byte count)."""
+    if header is None:
+        return "frame is not long enough to contain RLE encoded data", False, [], 0
+    _, offsets = header
+    if offsets[0] != HEADER_BYTES:
+        return f"the first segment offset is {offsets[0]}, not {HEADER_BYTES}", False, [], 0
+    nz = [o for o in offsets if o]
+    if length > 0xFFFFFFFF:
+        return f"the frame is {length} bytes, more than a u32 holds", True, [], 0
+    ends = nz + [length]
+    if any(b <= a for a, b in zip([0] + ends, ends)):
+        return f"the non-zero segment offsets {nz} (frame end {length}) are not increasing", False, [], 0
+    bps = bytes_per_sample(spec)
+    spp = len(nz) // bps
+    if spp not in (1, 3) or (spp == 3 and spec.bits_allocated == 1):
+        return f"{len(nz)} non-zero segment offsets give {spp} sample(s) per pixel", False, [], 0
+    plane = spec.rows * spec.columns
+    frame = (plane * len(nz)) & 0xFFFFFFFF  # a u32 product in Rust (wraps in release builds)
+    segments = []
+    for s in range(spp):
+        for b in range(bps):  # b: little-endian byte of the output value
+            i = s * bps + bps - 1 - b
+            segments.append((i, nz[i], ends[i + 1], frame - (s * bps * plane + b)))
+    return None, False, segments, frame
+
+
+def _fit(spec: PixelSpec, spp: int, nbytes: int) -> str:
+    """How pydicom's array takes a pylibjpeg-rle frame: ``arr[...] = np.frombuffer(frame, dtype)``."""
+    item = spec.dtype.itemsize
+    wanted = spec.samples_per_pixel * spec.rows * spec.columns
+    if nbytes % item == 0 and nbytes // item == wanted and spp == spec.samples_per_pixel:
+        return "fit"
+    if nbytes == item and spp == 1:
+        return "broadcast"  # one value broadcast over the frame (a 1 x 1 image with fewer samples)
+    return "wrong"
+
+
+def _header(frame: np.ndarray):
+    if frame.size < HEADER_BYTES:
+        return None
+    words = struct.unpack("<16L", frame[:HEADER_BYTES].tobytes())
+    return words[0], list(words[1:])
+
+
+def plan_rle(spec: PixelSpec, buffer, frames: Sequence[Frame], *, index: int | None = None) -> RlePlan:
+    """Parse every frame header, stage the frames' bytes and build the kernel's segment table.
+
+    `frames` are all the file's frames (``index=None``; those past Number of Frames are pydicom's excess
+    frames) or the one frame `index`. Raises :class:`InvalidPixelData` for a frame that neither of
+    pydicom's decoders can turn into pixels, whatever its segments decode to.
+    """
+    src = spec.source
+    if not frames:
+        raise InvalidPixelData(f"{src}: no frames selected")
+    if spec.bits_allocated not in (1, 8, 16, 32, 64):
+        raise InvalidPixelData(f"{src}: no RLE kernel for Bits Allocated {spec.bits_allocated}")
+    data, starts, lengths = stage_rle(buffer, frames)
+    bps = bytes_per_sample(spec)
+    n_seg = spec.samples_per_pixel * bps
+    plane = spec.rows * spec.columns
+    n_slots = len(frames) * n_seg
+
+    starts_col: list[int] = [0] * n_slots
+    ends_col: list[int] = [0] * n_slots
+    rooms_col: list[int] = [RLE_NO_ROOM] * n_slots
+    out: list[FrameRle] = []
+
+    def probe(a: int, b: int, room: int) -> int:
+        starts_col.append(a)
+        ends_col.append(b)
+        rooms_col.append(room)
+        return len(starts_col) - 1
+
+    for pos, (base, length) in enumerate(zip(starts, lengths)):
+        number = pos if index is None else index
+        excess = index is None and pos >= spec.number_of_frames
+        header = _header(data[base : base + length])
+        p_error, p_rel = _pydicom_segments(spec, header, length)
+        j_error, j_panic, j_rel, j_bytes = _pylibjpeg_segments(spec, header, length)
+        p_ranges = tuple((base + a, base + b) for a, b in p_rel)
+        j_kind = _fit(spec, len(j_rel) // bps, j_bytes) if j_error is None else "wrong"
+
+        if j_error is None and j_kind != "wrong":
+            slots = "pylibjpeg"
+            by_index = {i: (base + a, base + b, room) for i, a, b, room in j_rel}
+            for k in range(n_seg):
+                s, j = divmod(k, bps)
+                e = pos * n_seg + k
+                starts_col[e], ends_col[e], rooms_col[e] = by_index[(0 if j_kind == "broadcast" else s) * bps + j]
+        elif p_error is None:
+            slots = "pydicom"
+            for k, (a, b) in enumerate(p_ranges):
+                starts_col[pos * n_seg + k], ends_col[pos * n_seg + k] = a, b
+        else:
+            slots = None
+
+        if not _may_succeed(excess, p_error, j_error, j_kind):
+            why = j_error if j_error is not None else _wrong_size(spec, j_rel, j_bytes)
+            raise InvalidPixelData(
+                f"{src}: RLE frame {number}: {p_error}; pylibjpeg-rle, which pydicom tries first, "
+                f"{'panics' if j_panic else 'fails'} too: {why}"
+            )
+
+        # When pydicom's decoder accepts the header, its segments are the slots' whichever decoder they
+        # were chosen for: the count matches, the first `count` offsets are non-zero and increasing, so
+        # they also are pylibjpeg-rle's (if it accepts the frame), with the same last end.
+        slot_ranges = [(starts_col[pos * n_seg + k], ends_col[pos * n_seg + k]) for k in range(n_seg)]
+        if p_error is None and slot_ranges != list(p_ranges):  # pragma: no cover - see above
+            raise AssertionError(f"{src}: frame {number}: the slots do not hold pydicom's segments")
+
+        if j_error is not None:
+            j_entries: tuple[int, ...] = ()
+        elif slots == "pylibjpeg":
+            j_entries = tuple(pos * n_seg + i for i, *_ in j_rel)
+        else:
+            j_entries = tuple(probe(base + a, base + b, room) for _, a, b, room in j_rel)
+        out.append(
+            FrameRle(
+                number, excess, slots, p_error, j_error, j_panic, j_entries,
+                tuple(i for i, *_ in j_rel), j_kind, j_bytes,
+            )
+        )
+
+    table = np.array([starts_col, ends_col, rooms_col], dtype=np.int64)
+    n_entries = table.shape[1]
+    launch = RleLaunch(
+        kernel="gpudcm_rle",
+        geometry=launch_geometry(n_entries * RLE_LANES),
+        n_entries=n_entries,
+        n_slots=n_slots,
+        n_segments=n_seg,
+        bytes_per_sample=bps,
+        plane=plane,
+    )
+    return RlePlan(data, table, launch, tuple(out), n_seg * plane)
+
+
+def _may_succeed(excess: bool, p_error: str | None, j_error: str | None, j_kind: str) -> bool:
+    if p_error is None:
+        return True
+    if excess:
+        return j_error is None  # a wrong-sized frame is dropped, not an error
+    return j_error is None and j_kind != "wrong"
+
+
+def _wrong_size(spec: PixelSpec, j_rel, j_bytes: int) -> str:
+    return (
+        f"its {len(j_rel)} segment(s) decode into {j_bytes} bytes, which pydicom cannot place in a frame of "
+        f"{spec.rows} x {spec.columns} x {spec.samples_per_pixel} at {spec.bits_allocated} bits"
+    )
+
+
+def _pick(previous: str | None, j_state: str, p_ok: bool) -> tuple[str | None, str | None]:
+    """pydicom's choice for one frame: (the decoder whose frame it takes, "panic", or None when it
+    raises; the decoder it tries first on the next frame). Mirrors DecodeRunner.iter_decode/_decode_frame."""
+    # iter_decode tries the decoder that last succeeded first; when that raises it falls back to
+    # _decode_frame, which does not change `previous` unless another decoder succeeds
+    if previous == "pylibjpeg" and j_state != "error":
+        return ("pylibjpeg" if j_state == "ok" else "panic"), previous
+    if previous == "pydicom" and p_ok:
+        return "pydicom", previous
+    # _decode_frame: pylibjpeg-rle, then pydicom's decoder; a Rust panic is no Exception, nothing catches it
+    if j_state == "panic":
+        return "panic", previous
+    if j_state == "ok":
+        return "pylibjpeg", "pylibjpeg"
+    if p_ok:
+        return "pydicom", "pydicom"
+    return None, previous
+
+
+def resolve(spec: PixelSpec, plan: RlePlan, lengths: np.ndarray) -> list[int]:
+    """The frames (positions in ``plan.frames``) pydicom's array holds, given the kernel's lengths
+    (2 x n_entries: decoded length, pylibjpeg-rle replay); raises :class:`DecodeError` where pydicom does.
+
+    ``index=None`` plans carry pydicom's state from frame to frame; a single frame starts afresh."""
+    n = plan.launch.n_entries
+    decoded, replay = lengths[:n], lengths[n:]
+    plane = plan.launch.plane
+    n_seg = plan.launch.n_segments
+    keep: list[int] = []
+    previous: str | None = None
+    for pos, fr in enumerate(plan.frames):
+        j_state, j_why = _pylibjpeg_outcome(fr, replay, plane)
+        p_ok, p_why = _pydicom_outcome(fr, decoded[pos * n_seg : (pos + 1) * n_seg], plane)
+        winner, previous = _pick(previous, j_state, p_ok)
+        if winner == "panic":
+            raise DecodeError(
+                f"pylibjpeg-rle, which pydicom tries first, panics ({j_why}); the CPU path raises too",
+                source=spec.source, frame=fr.number,
+            )
+        if winner is None:
+            raise DecodeError(f"pylibjpeg-rle: {j_why}; pydicom: {p_why}", source=spec.source, frame=fr.number)
+        if winner == "pylibjpeg":
+            if fr.excess and fr.j_bytes != frame_length_bytes(spec):
+                continue  # pydicom keeps an excess frame only when it is a whole frame
+            if fr.j_kind == "wrong" or (fr.excess and fr.j_kind != "fit"):
+                raise DecodeError("pylibjpeg-rle: " + _wrong_size(spec, fr.j_segments, fr.j_bytes),
+                                  source=spec.source, frame=fr.number)
+        keep.append(pos)
+    return keep
+
+
+def _pylibjpeg_outcome(fr: FrameRle, replay: np.ndarray, plane: int) -> tuple[str, str]:
+    """("ok" | "error" | "panic", why) of pylibjpeg-rle on the frame, in its decode order."""
+    if fr.j_error is not None:
+        return ("panic" if fr.j_panic else "error"), fr.j_error
+    for e, i in zip(fr.j_entries, fr.j_segments):
+        r = int(replay[e])
+        if r == RLE_J_PANIC:
+            return "panic", f"segment {i} writes past the end of its frame vector"
+        if r == RLE_J_ERROR:
+            return "error", f"a run in segment {i} goes past the end of the segment"
+        if r != plane:
+            return "error", f"segment {i} decodes to {r} values, not Rows x Columns = {plane}"
+    return "ok", ""
+
+
+def _pydicom_outcome(fr: FrameRle, decoded: np.ndarray, plane: int) -> tuple[bool, str]:
+    """(whether pydicom's decoder succeeds, why not), from the frame's slot lengths in header order."""
+    if fr.p_error is not None:
+        return False, fr.p_error
+    for i, d in enumerate(decoded.tolist()):
+        if d < plane:
+            return False, f"segment {i} decodes to {d} bytes, fewer than Rows x Columns = {plane}"
+    return True, ""
+
+
+def _check_rle_status(spec: PixelSpec, status: int) -> None:
+    bad = status & (STATUS_READ_OOB | STATUS_BAD_PARAMS | RLE_STATUS_WRITE_OOB)
+    if bad:
+        raise InvalidPixelData(f"{spec.source}: the RLE kernel refused its table (status {status})")
+
+
+# launch_rle(launch, src_uint8, table_int64 (3, n), out_uint8, lengths_int64 (2 * n)) -> status bits
+RleLauncher = Callable[[RleLaunch, np.ndarray, np.ndarray, object, object], int]
+
+
+def _host(a) -> np.ndarray:
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def _native_launch(spec: PixelSpec, n_frames: int) -> NativeLaunch:
+    """Planar little-endian frames -> pydicom's interleaved array, Bits Stored applied."""
+    flags = (NATIVE_SIGNED if spec.is_signed else 0) | (NATIVE_PLANAR if spec.samples_per_pixel > 1 else 0)
+    if spec.corrects_unused_bits:
+        flags |= NATIVE_CORRECT_BITS
+    return NativeLaunch(
+        kernel=f"gpudcm_native_{spec.bits_allocated}",
+        bits=spec.bits_allocated,
+        geometry=launch_geometry(n_frames * spec.frame_pixels),
+        n_frames=n_frames,
+        rows=spec.rows,
+        cols=spec.columns,
+        samples=spec.samples_per_pixel,
+        bits_stored=spec.bits_stored,
+        flags=flags,
+    )
+
+
+def decode_rle(
+    spec: PixelSpec,
+    buffer,
+    *,
+    index: int | None = None,
+    launch_rle: RleLauncher,
+    launch_native: NativeLauncher,
+    xp=np,
+    extended_offsets=None,
+):
+    """Decode all frames (or frame `index`) of RLE Lossless `spec`; returns an `xp` array equal to the
+    CPU path's ``raw=True`` result (shape, dtype, values)."""
+    frames = frame_extents(spec, buffer, extended_offsets=extended_offsets)
+    if index is None:
+        if len(frames) < spec.number_of_frames:
+            raise InvalidPixelData(
+                f"{spec.source}: the encapsulated Pixel Data holds {len(frames)} frame(s) but "
+                f"Number of Frames is {spec.number_of_frames}"
+            )
+        selected = frames
+    else:
+        index = spec.check_index(index)
+        if index >= len(frames):
+            raise InvalidPixelData(f"{spec.source}: frame {index} is missing: the Pixel Data holds {len(frames)}")
+        selected = [frames[index]]
+    plan = plan_rle(spec, buffer, selected, index=index)
+    n = plan.n_frames
+    pixels = spec.frame_pixels
+    # The planar little-endian layout already is the array when there is one plane (or one pixel).
+    direct = (spec.samples_per_pixel == 1 or spec.rows * spec.columns == 1) and not spec.corrects_unused_bits
+    direct = direct and sys.byteorder == "little"
+    if spec.bits_allocated == 1 and not direct:
+        raise InvalidPixelData(f"{spec.source}: no kernel unpacks {spec.samples_per_pixel}-sample one-bit RLE")
+    if direct:
+        final = xp.empty(n * pixels, dtype=spec.dtype)
+        out = final.view(xp.uint8)
+    else:
+        out = xp.empty(n * plan.frame_bytes, dtype=xp.uint8)
+    lengths = xp.empty(2 * plan.launch.n_entries, dtype=xp.int64)
+    _check_rle_status(spec, launch_rle(plan.launch, plan.source, plan.table, out, lengths))
+    keep = resolve(spec, plan, _host(lengths))
+    if direct:
+        final = final.reshape(n, pixels)
+        if len(keep) != n:
+            final = final[xp.asarray(keep)]
+    else:
+        native = _native_launch(spec, len(keep))
+        offsets = np.asarray(keep, dtype=np.int64) * plan.frame_bytes
+        final = xp.empty(len(keep) * pixels, dtype=spec.dtype)
+        check_status(spec, launch_native(native, out, offsets, final))
+    if index is not None or len(keep) == 1:
+        return final.reshape(spec.frame_shape)
+    return final.reshape((len(keep), *spec.frame_shape))
+
+
+def cupy_launch_rle(launch: RleLaunch, src: np.ndarray, table: np.ndarray, out, lengths) -> int:
+    """Copy the staged bytes and the table to the device and run the RLE kernel on CuPy's current stream."""
+    import cupy
+
+    from .kernels import get_function
+
+    d_src = cupy.asarray(src)
+    d_table = cupy.asarray(np.ascontiguousarray(table, dtype=np.int64))
+    status = cupy.zeros(1, dtype=cupy.uint32)
+    kernel = get_function("rle.cu", launch.kernel)
+    g = launch.geometry
+    kernel(
+        (g.grid,),
+        (g.block,),
+        (d_src, np.uint64(d_src.size), d_table, *launch.scalars(), out, np.uint64(out.size), lengths, status),
+    )
+    return int(status.get()[0])
