@@ -5,6 +5,7 @@ from .capabilities import Capability, backend_for, capabilities
 from .errors import DecodeError, DeviceUnavailable, GpudcmError, InvalidPixelData, UnsupportedTransferSyntax
 from .frames import Extent, frame_extents
 from .spec import PixelSpec, pixel_spec
+from .writer import Requantized, rescale_to_integers, set_pixel_data
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,7 @@ __all__ = [
     "GpudcmError",
     "InvalidPixelData",
     "PixelSpec",
+    "Requantized",
     "UnsupportedTransferSyntax",
     "backend_for",
     "capabilities",
@@ -24,4 +26,6 @@ __all__ = [
     "iter_frames",
     "pixel_array",
     "pixel_spec",
+    "rescale_to_integers",
+    "set_pixel_data",
 ]
