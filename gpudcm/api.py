@@ -6,7 +6,6 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -138,10 +137,6 @@ def iter_frames(
         yield _cuda_decode(ds, spec, i, raw, as_rgb)
 
 
-def _default_workers() -> int:
-    return max(1, min(32, os.cpu_count() or 1))
-
-
 def decode_batch(
     sources: Sequence[Source],
     *,
@@ -154,8 +149,12 @@ def decode_batch(
     workers: int | None = None,
     on_error: str = "raise",
 ) -> list | Any:
-    """Decode many sources with a thread pool (the codecs release the GIL); results keep input order.
+    """Decode many sources; results keep input order.
 
+    `workers` threads parse and decode on the CPU. The default is 1: pydicom and the codec plugins
+    installed today hold the GIL while they work, and two threads measured 0.35x to 1.6x of a serial loop
+    (benchmarks/results/cpu-dev-machine.md); more threads pay off for slow storage or GIL-free codecs.
+    On CUDA the native frames of all sources are batched through the device pipeline.
     ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype.
     ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
     `stream` (a ``cupy.cuda.Stream``) is used for device work when decoding on CUDA.
@@ -192,7 +191,7 @@ def decode_batch(
 
 
 def _map(fn, items: list, workers: int | None) -> list:
-    n = workers or _default_workers()
+    n = workers or 1
     if n == 1 or len(items) <= 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=min(n, len(items))) as pool:
