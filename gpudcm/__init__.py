@@ -4,7 +4,18 @@ from .api import decode_batch, iter_frames, pixel_array
 from .capabilities import Capability, backend_for, capabilities
 from .errors import DecodeError, DeviceUnavailable, GpudcmError, InvalidPixelData, UnsupportedTransferSyntax
 from .frames import Extent, frame_extents
+from .preprocessing import preprocess
 from .spec import PixelSpec, pixel_spec
+from .transforms import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_presentation_lut,
+    apply_rescale,
+    apply_voi,
+    apply_voi_lut,
+    apply_windowing,
+    convert_color_space,
+)
 from .writer import Requantized, rescale_to_integers, set_pixel_data
 
 __version__ = "0.1.0"
@@ -19,6 +30,14 @@ __all__ = [
     "PixelSpec",
     "Requantized",
     "UnsupportedTransferSyntax",
+    "apply_color_lut",
+    "apply_modality_lut",
+    "apply_presentation_lut",
+    "apply_rescale",
+    "apply_voi",
+    "apply_voi_lut",
+    "apply_windowing",
+    "convert_color_space",
     "backend_for",
     "capabilities",
     "decode_batch",
@@ -26,6 +45,7 @@ __all__ = [
     "iter_frames",
     "pixel_array",
     "pixel_spec",
+    "preprocess",
     "rescale_to_integers",
     "set_pixel_data",
 ]
