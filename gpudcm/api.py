@@ -54,25 +54,31 @@ def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw
     the rest decoded by pydicom on the CPU and copied over. Returns a list, or one array with `stack`."""
     from .cuda.colour import needs_rgb_conversion, ybr_to_rgb
     from .cuda.pipeline import Request, decode_native_batch, stackable
-    from .cuda.rle import decode_rle
+    from .cuda.rle import RleRequest, decode_rle_batch, layout_key
 
     results: list[Any] = [None] * len(prepared)
     native: list[int] = []
+    rle: dict[tuple, list[int]] = {}
     for i, (ds, spec) in enumerate(prepared):
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
-        if cap.backend == "kernel" and spec.is_encapsulated:  # RLE Lossless: one file at a time for now
-            launch_rle, launch_native = ops.rle_launchers
-            arr = decode_rle(spec, ds.PixelData, index=index, launch_rle=launch_rle, launch_native=launch_native,
-                             xp=ops.xp, extended_offsets=_extended_offsets(ds))
-            if needs_rgb_conversion(spec, raw, as_rgb):
-                arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)
-            results[i] = arr
+        if cap.backend == "kernel" and spec.is_encapsulated:
+            rle.setdefault(layout_key(spec), []).append(i)
         elif cap.backend == "kernel":
             native.append(i)
         elif cap.backend == "cpu-plugin":
             results[i] = ops.xp.asarray(cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb))
         else:
             raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
+    launch_rle, launch_native = ops.rle_launchers if rle else (None, None)
+    for group in rle.values():  # RLE Lossless: one RLE launch (and one native launch) per layout
+        requests = [RleRequest(prepared[i][1], prepared[i][0].PixelData, index, _extended_offsets(prepared[i][0]))
+                    for i in group]
+        decoded = decode_rle_batch(requests, launch_rle=launch_rle, launch_native=launch_native, xp=ops.xp,
+                                   staging=lambda n: ops.pinned(0, n))
+        for i, arr in zip(group, decoded):
+            if needs_rgb_conversion(prepared[i][1], raw, as_rgb):
+                arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)
+            results[i] = arr
     if native:
         requests = [Request(prepared[i][1], prepared[i][0][prepared[i][1].pixel_keyword].value, index) for i in native]
         whole = stack and len(native) == len(prepared) and stackable(requests)

@@ -126,3 +126,25 @@ def test_gpu_benchmark_workloads_build():
     proc = subprocess.run([sys.executable, "benchmarks/gpu_report.py", "--dry-run"], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "dry run" in proc.stdout
+
+
+def test_rle_files_of_one_layout_share_one_launch():
+    """An RLE series: every file's segments in one RLE launch; mixed layouts: one launch per layout."""
+    series = get_testdata_file("emri_small_RLE.dcm")  # 10 frames 64x64 16-bit: planar/Bits Stored pass skipped
+    other = get_testdata_file("SC_rgb_rle_16bit.dcm")
+    paths = [series, other, series, series, other]
+    ops = HostOps()
+    launch_rle, launch_native = ops.rle_launchers
+    calls = []
+
+    def counting(launch, *args):
+        calls.append(launch.n_slots)
+        return launch_rle(launch, *args)
+
+    ops.rle_launchers = (counting, launch_native)
+    got = _device_decode(_prepared(paths), ops, index=None, raw=True, as_rgb=True)
+    assert sorted(calls) == sorted([3 * 10 * 2, 2 * 1 * 6])  # 3 files x 10 frames x 2 segments; 2 x 1 x 6
+    for path, arr in zip(paths, got):
+        np.testing.assert_array_equal(arr, _cpu(path, raw=True))
+    one = _device_decode(_prepared([series, series]), HostOps(), index=4, raw=False, as_rgb=True)
+    np.testing.assert_array_equal(one[1], _cpu(series, index=4))

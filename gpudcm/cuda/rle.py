@@ -20,7 +20,7 @@ import itertools
 import struct
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -428,6 +428,136 @@ def _native_launch(spec: PixelSpec, n_frames: int) -> NativeLaunch:
     )
 
 
+def _select(spec: PixelSpec, buffer, index: int | None, extended_offsets) -> list[Frame]:
+    frames = frame_extents(spec, buffer, extended_offsets=extended_offsets)
+    if index is None:
+        if len(frames) < spec.number_of_frames:
+            raise InvalidPixelData(
+                f"{spec.source}: the encapsulated Pixel Data holds {len(frames)} frame(s) but "
+                f"Number of Frames is {spec.number_of_frames}"
+            )
+        return frames
+    index = spec.check_index(index)
+    if index >= len(frames):
+        raise InvalidPixelData(f"{spec.source}: frame {index} is missing: the Pixel Data holds {len(frames)}")
+    return [frames[index]]
+
+
+def _writes_final(spec: PixelSpec) -> bool:
+    """The planar little-endian layout already is the array when there is one plane (or one pixel)."""
+    direct = (spec.samples_per_pixel == 1 or spec.rows * spec.columns == 1) and not spec.corrects_unused_bits
+    direct = direct and sys.byteorder == "little"
+    if spec.bits_allocated == 1 and not direct:
+        raise InvalidPixelData(f"{spec.source}: no kernel unpacks {spec.samples_per_pixel}-sample one-bit RLE")
+    return direct
+
+
+@dataclass(frozen=True)
+class RleRequest:
+    """One RLE file's part of a batch."""
+
+    spec: PixelSpec
+    buffer: object
+    index: int | None = None
+    extended_offsets: object = None
+
+
+def layout_key(spec: PixelSpec) -> tuple:
+    """Files with equal keys decode in one RLE launch (and one native launch)."""
+    return (spec.rows, spec.columns, spec.samples_per_pixel, spec.bits_allocated, spec.bits_stored,
+            spec.pixel_representation)
+
+
+def merge_plans(plans: Sequence[RlePlan]) -> tuple[np.ndarray, np.ndarray, RleLaunch, list[np.ndarray], list[int]]:
+    """One source, one table and one launch for plans of one layout: every write slot first (file after
+    file, so frame k of the merged output is a file's frame), then every measure-only entry.
+
+    Returns (source, table, launch, per plan the global index of each of its entries, source offsets)."""
+    first = plans[0].launch
+    slot_base, measure_base, offsets, pos = 0, sum(p.launch.n_slots for p in plans), [], 0
+    maps, starts, ends, rooms = [], [], [], []
+    for p in plans:
+        offsets.append(pos)
+        n, n_slots = p.launch.n_entries, p.launch.n_slots
+        local = np.arange(n, dtype=np.int64)
+        maps.append(np.where(local < n_slots, slot_base + local, measure_base + local - n_slots))
+        slot_base += n_slots
+        measure_base += n - n_slots
+        pos += len(p.source)
+    n_entries = measure_base
+    table = np.empty((3, n_entries), dtype=np.int64)
+    for p, m, off in zip(plans, maps, offsets):
+        table[0, m] = p.table[0] + off
+        table[1, m] = p.table[1] + off
+        table[2, m] = p.table[2]
+    source = np.concatenate([p.source for p in plans]) if len(plans) > 1 else plans[0].source
+    n_slots = sum(p.launch.n_slots for p in plans)
+    launch = replace(first, geometry=launch_geometry(n_entries * RLE_LANES), n_entries=n_entries, n_slots=n_slots)
+    return source, table, launch, maps, offsets
+
+
+def decode_rle_batch(
+    requests: Sequence[RleRequest],
+    *,
+    launch_rle: RleLauncher,
+    launch_native: NativeLauncher,
+    xp=np,
+    staging: Callable[[int], np.ndarray] | None = None,
+) -> list:
+    """Decode RLE files of one layout (see :func:`layout_key`) with one RLE launch and at most one
+    native launch; one array per request, each equal to the CPU path's ``raw=True`` result.
+
+    `staging(nbytes)` gives the host buffer the merged source is gathered into (pinned on a GPU), so the
+    launcher's copy to the device is one transfer."""
+    specs = [r.spec for r in requests]
+    if len({layout_key(s) for s in specs}) != 1:
+        raise ValueError("decode_rle_batch needs files of one layout; group them with layout_key")
+    spec = specs[0]
+    plans = [plan_rle(r.spec, r.buffer, _select(r.spec, r.buffer, r.index, r.extended_offsets), index=r.index)
+             for r in requests]
+    direct = _writes_final(spec)
+    source, table, launch, maps, _ = merge_plans(plans)
+    if staging is not None and len(plans) > 1:
+        host = staging(len(source))[: len(source)]
+        host[:] = source
+        source = host
+    n = sum(p.n_frames for p in plans)
+    pixels = spec.frame_pixels
+    frame_bytes = plans[0].frame_bytes
+    if direct:
+        final = xp.empty(n * pixels, dtype=spec.dtype)
+        out = final.view(xp.uint8)
+    else:
+        out = xp.empty(n * frame_bytes, dtype=xp.uint8)
+    lengths = xp.empty(2 * launch.n_entries, dtype=xp.int64)
+    _check_rle_status(spec, launch_rle(launch, source, table, out, lengths))
+    lengths = _host(lengths)
+    rows_of, base = [], 0  # per request: its kept frames' rows in `final`
+    for r, p, m in zip(requests, plans, maps):
+        local = np.concatenate([lengths[m], lengths[launch.n_entries + m]])
+        rows_of.append([base + k for k in resolve(r.spec, p, local)])
+        base += p.n_frames
+    if not direct:  # planar -> interleaved and Bits Stored, compacting the kept frames
+        kept = [k for rows in rows_of for k in rows]
+        final = xp.empty(len(kept) * pixels, dtype=spec.dtype)
+        if kept:
+            native = _native_launch(spec, len(kept))
+            check_status(spec, launch_native(native, out, np.asarray(kept, dtype=np.int64) * frame_bytes, final))
+        rows_of = [list(range(start, start + len(rows))) for start, rows in zip(_starts(rows_of), rows_of)]
+    final = final.reshape(-1, pixels)
+    results = []
+    for r, rows in zip(requests, rows_of):
+        contiguous = rows == list(range(rows[0], rows[0] + len(rows))) if rows else True
+        frames = final[rows[0] : rows[0] + len(rows)] if contiguous and rows else final[xp.asarray(rows, dtype=xp.int64)]
+        shape = r.spec.frame_shape if r.index is not None or len(rows) == 1 else (len(rows), *r.spec.frame_shape)
+        results.append(frames.reshape(shape))
+    return results
+
+
+def _starts(groups: list[list[int]]) -> list[int]:
+    return [0, *itertools.accumulate(len(g) for g in groups)][:-1]
+
+
 def decode_rle(
     spec: PixelSpec,
     buffer,
@@ -440,47 +570,8 @@ def decode_rle(
 ):
     """Decode all frames (or frame `index`) of RLE Lossless `spec`; returns an `xp` array equal to the
     CPU path's ``raw=True`` result (shape, dtype, values)."""
-    frames = frame_extents(spec, buffer, extended_offsets=extended_offsets)
-    if index is None:
-        if len(frames) < spec.number_of_frames:
-            raise InvalidPixelData(
-                f"{spec.source}: the encapsulated Pixel Data holds {len(frames)} frame(s) but "
-                f"Number of Frames is {spec.number_of_frames}"
-            )
-        selected = frames
-    else:
-        index = spec.check_index(index)
-        if index >= len(frames):
-            raise InvalidPixelData(f"{spec.source}: frame {index} is missing: the Pixel Data holds {len(frames)}")
-        selected = [frames[index]]
-    plan = plan_rle(spec, buffer, selected, index=index)
-    n = plan.n_frames
-    pixels = spec.frame_pixels
-    # The planar little-endian layout already is the array when there is one plane (or one pixel).
-    direct = (spec.samples_per_pixel == 1 or spec.rows * spec.columns == 1) and not spec.corrects_unused_bits
-    direct = direct and sys.byteorder == "little"
-    if spec.bits_allocated == 1 and not direct:
-        raise InvalidPixelData(f"{spec.source}: no kernel unpacks {spec.samples_per_pixel}-sample one-bit RLE")
-    if direct:
-        final = xp.empty(n * pixels, dtype=spec.dtype)
-        out = final.view(xp.uint8)
-    else:
-        out = xp.empty(n * plan.frame_bytes, dtype=xp.uint8)
-    lengths = xp.empty(2 * plan.launch.n_entries, dtype=xp.int64)
-    _check_rle_status(spec, launch_rle(plan.launch, plan.source, plan.table, out, lengths))
-    keep = resolve(spec, plan, _host(lengths))
-    if direct:
-        final = final.reshape(n, pixels)
-        if len(keep) != n:
-            final = final[xp.asarray(keep)]
-    else:
-        native = _native_launch(spec, len(keep))
-        offsets = np.asarray(keep, dtype=np.int64) * plan.frame_bytes
-        final = xp.empty(len(keep) * pixels, dtype=spec.dtype)
-        check_status(spec, launch_native(native, out, offsets, final))
-    if index is not None or len(keep) == 1:
-        return final.reshape(spec.frame_shape)
-    return final.reshape((len(keep), *spec.frame_shape))
+    request = RleRequest(spec, buffer, index, extended_offsets)
+    return decode_rle_batch([request], launch_rle=launch_rle, launch_native=launch_native, xp=xp)[0]
 
 
 def cupy_launch_rle(launch: RleLaunch, src: np.ndarray, table: np.ndarray, out, lengths) -> int:
