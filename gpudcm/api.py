@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
+from pydicom.uid import RLELossless
 
 from . import cpu
 from .capabilities import backend_for
@@ -50,8 +51,9 @@ def _extended_offsets(ds) -> tuple[Any, Any] | None:
 
 
 def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw: bool, as_rgb: bool, stack: bool = False):
-    """Decode parsed sources on the device behind `ops`: native frames batched through the pipeline,
-    the rest decoded by pydicom on the CPU and copied over. Returns a list, or one array with `stack`."""
+    """Decode parsed sources on the device behind `ops` (CuPy, or the host stand-in in CI): native frames
+    batched through the pipeline, RLE files batched per layout, YBR converted by the colour kernel, the
+    rest decoded by pydicom on the CPU and copied over. Returns a list, or one array with `stack`."""
     from .cuda.colour import needs_rgb_conversion, ybr_to_rgb
     from .cuda.pipeline import Request, decode_native_batch, stackable
     from .cuda.rle import RleRequest, decode_rle_batch, layout_key
@@ -61,7 +63,7 @@ def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw
     rle: dict[tuple, list[int]] = {}
     for i, (ds, spec) in enumerate(prepared):
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
-        if cap.backend == "kernel" and spec.is_encapsulated:
+        if cap.backend == "kernel" and spec.transfer_syntax == RLELossless:
             rle.setdefault(layout_key(spec), []).append(i)
         elif cap.backend == "kernel":
             native.append(i)
