@@ -40,6 +40,8 @@ export PYTHONPATH=/tmp/site:$PWD
   echo
   python3 benchmarks/gpu_preprocess.py 2>&1 | tail -n 20
   echo
+  python3 benchmarks/gpu_jpeg.py 2>&1 | tail -n 20
+  echo
   python3 benchmarks/report.py --rounds 9 --no-batch 2>&1 | grep -E "^\\|" | head -n 20
   echo '```'
 } 2>&1 | tee "$RESULT"

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Download the wheels the device machine (Python 3.12, manylinux x86_64, CuPy 14 / CUDA 13 preinstalled,
 # no registry) lacks, plus gpudcm's own wheel, into .whl/ (git-ignored). ci/gpu.sh installs them there.
+#   bash ci/wheels.sh        # pydicom + plugins + pydicom-data (the whole corpus) + nvJPEG   (~47 MB)
+#   bash ci/wheels.sh --j2k  # the same with nvImageCodec instead of pydicom-data            (~39 MB)
+# The device tool carries at most 64 MiB a call, and nvImageCodec (25 MB) plus pydicom-data (34 MB) do
+# not fit together: run the suite once per set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
@@ -11,13 +15,18 @@ PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --p
 # pure-Python and binary packages the GPU suite imports that the device image does not have
 PACKAGES=(
   "pydicom==3.0.2"
-  "pydicom-data==1.0.0"
   "pylibjpeg==2.1.0"
   "pylibjpeg-libjpeg==2.5.0"
   "pylibjpeg-openjpeg==2.6.0"
   "pylibjpeg-rle==2.2.0"
   "pyjpegls==1.5.1"
+  "nvidia-nvjpeg==13.3.2.43"
 )
+if [ "${1:-}" = "--j2k" ]; then
+  PACKAGES+=("nvidia-nvimgcodec-cu13==0.9.0.20")
+else
+  PACKAGES+=("pydicom-data==1.0.0")
+fi
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${PLATFORMS[@]}" -d .whl "${PACKAGES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
 python3 -m pip wheel -q --no-deps -w .whl . 2>&1 | grep -v "^WARNING: Location" || true

@@ -50,23 +50,36 @@ def _extended_offsets(ds) -> tuple[Any, Any] | None:
     return None
 
 
-def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw: bool, as_rgb: bool, stack: bool = False):
+def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw: bool, as_rgb: bool, stack: bool = False,
+                   infos: list | None = None):
     """Decode parsed sources on the device behind `ops` (CuPy, or the host stand-in in CI): native frames
     batched through the pipeline, RLE files batched per layout, YBR converted by the colour kernel, the
-    rest decoded by pydicom on the CPU and copied over. Returns a list, or one array with `stack`."""
+    rest decoded by pydicom on the CPU and copied over; JPEG-family frames routed one by one (nvJPEG,
+    nvImageCodec or the CPU plugin). Returns a list, or one array with `stack`; `infos` (a list) receives
+    one FrameInfo per decoded frame."""
     from .cuda.colour import needs_rgb_conversion, ybr_to_rgb
     from .cuda.pipeline import Request, decode_native_batch, stackable
+    from .cuda.jpeg_path import decode_jpeg_family
     from .cuda.rle import RleRequest, decode_rle_batch, layout_key
+    from .routing import FrameInfo
 
     results: list[Any] = [None] * len(prepared)
     native: list[int] = []
     rle: dict[tuple, list[int]] = {}
     for i, (ds, spec) in enumerate(prepared):
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
+        if infos is not None and cap.backend in ("kernel", "cpu-plugin"):
+            infos += [FrameInfo(spec.source, f, cap.backend, cap.reason) for f in _frame_numbers(spec, index)]
         if cap.backend == "kernel" and spec.transfer_syntax == RLELossless:
             rle.setdefault(layout_key(spec), []).append(i)
         elif cap.backend == "kernel":
             native.append(i)
+        elif cap.backend in ("nvjpeg", "j2k"):
+            results[i], frame_infos = decode_jpeg_family(
+                ds, spec, index=index, raw=raw, as_rgb=as_rgb, ops=ops, env=ops.jpeg_env,
+                decoders=ops.jpeg_decoders, extended_offsets=_extended_offsets(ds))
+            if infos is not None:
+                infos += frame_infos
         elif cap.backend == "cpu-plugin":
             results[i] = ops.xp.asarray(cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb))
         else:
@@ -95,6 +108,10 @@ def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw
     if not stack:
         return results
     return _stack(results, [spec.source for _, spec in prepared], ops.xp)
+
+
+def _frame_numbers(spec: PixelSpec, index: int | None) -> list[int]:
+    return [index] if index is not None else list(range(spec.number_of_frames))
 
 
 def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool):
@@ -156,6 +173,7 @@ def decode_batch(
     stack: bool = False,
     workers: int | None = None,
     on_error: str = "raise",
+    return_info: bool = False,
 ) -> list | Any:
     """Decode many sources; results keep input order.
 
@@ -165,6 +183,8 @@ def decode_batch(
     On CUDA the native frames of all sources are batched through the device pipeline.
     ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype.
     ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
+    ``return_info=True`` also returns one :class:`gpudcm.routing.FrameInfo` per frame: which
+    backend decoded it (kernel, nvjpeg, j2k, cpu-plugin) and why.
     `stream` (a ``cupy.cuda.Stream``) is used for device work when decoding on CUDA.
     """
     if on_error not in ("raise", "return"):
@@ -176,26 +196,41 @@ def decode_batch(
 
         prepared = _map(_prepare, sources, workers)  # parse (and read bytes) on CPU threads
         ctx = stream if stream is not None else nullcontext()
+        infos: list | None = [] if return_info else None
         with ctx:
-            return _device_decode(prepared, thread_ops(), index=index, raw=raw, as_rgb=as_rgb, stack=stack)
+            out = _device_decode(prepared, thread_ops(), index=index, raw=raw, as_rgb=as_rgb, stack=stack, infos=infos)
+        return (out, infos) if return_info else out
+
+    from .routing import FrameInfo
+
+    infos: list = []
 
     def one(src: Source):
         try:
             ctx = stream if (dev == "cuda" and stream is not None) else nullcontext()
             with ctx:
-                return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
+                if dev == "cuda":
+                    return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
+                ds, spec = _prepare(src)
+                arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb)
+                infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "pydicom on the CPU") for f in _frame_numbers(spec, index))
+                return arr
         except GpudcmError as exc:
             if on_error == "return":
                 return exc
             raise
 
     results = _map(one, sources, workers)
-    if not stack:
-        return results
-    xp = np
-    if dev == "cuda":
-        import cupy as xp
-    return _stack(results, [source_name(s) for s in sources], xp)
+    if stack:
+        xp = np
+        if dev == "cuda":
+            import cupy as xp
+        results = _stack(results, [source_name(s) for s in sources], xp)
+    if return_info:
+        order = {source_name(s): k for k, s in enumerate(sources)}
+        infos.sort(key=lambda f: (order.get(f.source, 0), f.frame))  # threads finish in any order
+        return results, infos
+    return results
 
 
 def _map(fn, items: list, workers: int | None) -> list:

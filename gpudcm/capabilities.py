@@ -52,10 +52,28 @@ def _capability(uid: UID, device: str) -> Capability:
     if uid == RLELossless:
         why = "RLE kernel (kernels/rle.cu), then the native kernel for planar/Bits Stored"
         return Capability(uid, "cuda", "kernel", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
+    gpu = _gpu_library(uid)
+    if gpu is not None and gpu[1]:  # the GPU library loads: frames are routed one by one
+        return Capability(uid, "cuda", gpu[0], cuda_ok and cpu_ok, gpu[2] if cuda_ok else f"{gpu[2]}; {cuda_why}")
     if not cpu_ok:
         return Capability(uid, "cuda", "unsupported", False, f"no GPU decoder yet and {cpu_why}")
     why = f"no GPU decoder yet: decoded on the CPU ({cpu_why}) and copied to the device"
     return Capability(uid, "cuda", "cpu-plugin", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
+
+
+def _gpu_library(uid: UID) -> tuple[str, bool, str] | None:
+    """(backend, library loads, reason) for the JPEG family, None for other syntaxes."""
+    from .routing import J2K_SYNTAXES, JPEG_SYNTAXES, detect_env
+
+    if str(uid) in JPEG_SYNTAXES:
+        env = detect_env()
+        return ("nvjpeg", env.nvjpeg is not None,
+                "nvJPEG per frame (baseline/8-bit DCT; lossless SV1 2-16 bit with nvjpeg >= 13.0.2); "
+                "other frames on the CPU plugin")
+    if str(uid) in J2K_SYNTAXES:
+        env = detect_env()
+        return ("j2k", env.nvimgcodec, "nvImageCodec (gpudcm[j2k]) per frame; other frames on the CPU plugin")
+    return None
 
 
 def known_transfer_syntaxes() -> list[UID]:

@@ -107,7 +107,10 @@ def test_capabilities_table():
     assert by[("cpu", "1.2.840.10008.1.2.1")].backend == "cpu-plugin"
     assert by[("cuda", "1.2.840.10008.1.2.1")].backend == "kernel"
     assert by[("cuda", "1.2.840.10008.1.2.5")].backend == "kernel"
-    assert by[("cuda", "1.2.840.10008.1.2.4.50")].backend == "cpu-plugin"
+    from gpudcm.routing import detect_env
+
+    assert by[("cuda", "1.2.840.10008.1.2.4.50")].backend == ("nvjpeg" if detect_env().nvjpeg else "cpu-plugin")
+    assert by[("cuda", "1.2.840.10008.1.2.4.80")].backend == "cpu-plugin"  # JPEG-LS has no GPU decoder
     for r in rows:
         assert r.backend in gpudcm.capabilities.__globals__["BACKENDS"]
         assert r.reason
@@ -148,3 +151,10 @@ def test_file_like_position_is_irrelevant():
     f = io.BytesIO(Path(CT).read_bytes())
     f.seek(100)
     np.testing.assert_array_equal(gpudcm.pixel_array(f, device="cpu"), pydicom_pixel_array(CT))
+
+
+def test_return_info_on_cpu():
+    out, infos = gpudcm.decode_batch([CT, RLE], device="cpu", return_info=True)
+    assert len(out) == 2
+    assert [(Path(i.source).name, i.frame) for i in infos] == [("CT_small.dcm", 0)] + [("emri_small_RLE.dcm", f) for f in range(10)]
+    assert {i.backend for i in infos} == {"cpu-plugin"}

@@ -71,6 +71,14 @@ class CupyOps:
 
         return cupy_ybr_launcher
 
+    jpeg_decoders = None  # jpeg_path's defaults: nvJPEG and nvImageCodec
+
+    @property
+    def jpeg_env(self):
+        from ..routing import detect_env
+
+        return detect_env()
+
     @property
     def rle_launchers(self):
         """(RLE launcher, native launcher) for per-file RLE decodes on the current stream."""

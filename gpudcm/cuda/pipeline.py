@@ -54,6 +54,8 @@ class Ops(Protocol):
 
     colour_launcher: Any  # runs a ColourLaunch in place (after every status() has synchronised)
     rle_launchers: Any  # (RLE launcher, native launcher) for gpudcm.cuda.rle.decode_rle
+    jpeg_env: Any  # gpudcm.routing.GpuEnv: which GPU JPEG libraries frames may be routed to
+    jpeg_decoders: Any  # {"nvjpeg": ..., "j2k": ...} or None for the real libraries
 
 
 @dataclass

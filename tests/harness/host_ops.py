@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpudcm.routing import NO_GPU_ENV
 from tests.harness.hostbuild import host_launcher, host_ybr_launcher
 from tests.harness.rle_host import host_launch_rle
 
@@ -12,6 +13,8 @@ class HostOps:
     """Stands in for CupyOps in CI: same calls, same arguments; records what a GPU run would do."""
 
     xp = np
+    jpeg_env = NO_GPU_ENV  # no GPU JPEG library runs here: JPEG-family frames take the CPU route
+    jpeg_decoders = None
 
     def __init__(self, sanitize: bool = False) -> None:
         self._launch = host_launcher(sanitize)
