@@ -18,7 +18,7 @@ from . import cpu
 from .capabilities import backend_for
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
-from .frames import encapsulated_extents
+from .frames import check_rle_capacity, encapsulated_extents
 from .source import Source, load_dataset, source_name
 from .spec import PixelSpec, pixel_spec
 
@@ -27,7 +27,9 @@ def _validated(ds, name: str):
     spec = pixel_spec(ds, source=name)
     if spec.is_encapsulated:
         # checks every fragment and offset table entry before any decoder sees the bytes
-        encapsulated_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
+        frames = encapsulated_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
+        if spec.transfer_syntax == RLELossless:
+            check_rle_capacity(spec, frames)
     return ds, spec
 
 
@@ -45,8 +47,12 @@ def _prepare(src: Source):
 
 
 def _extended_offsets(ds) -> tuple[Any, Any] | None:
+    """The Extended Offset Table (offsets, lengths), or None when absent or empty (pydicom ignores an
+    empty one too)."""
     if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-        return ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths
+        offsets, lengths = ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths
+        if offsets and lengths:
+            return offsets, lengths
     return None
 
 

@@ -206,3 +206,24 @@ def frame_bytes(buffer, frame: Frame) -> memoryview | bytes:
         e = frame[0]
         return view[e.offset : e.end]
     return b"".join(view[e.offset : e.end] for e in frame)
+
+
+# PackBits turns a 2-byte replicate packet into at most 128 bytes.
+RLE_MAX_EXPANSION = 64
+
+
+def check_rle_capacity(spec: PixelSpec, frames: list[Frame]) -> None:
+    """Refuse RLE frames too small to hold even one segment of the declared size, before any decoder
+    allocates the frame (a small file declaring 65535 x 65535 would otherwise cost gigabytes).
+
+    Each segment decodes to Rows x Columns bytes from bytes inside its frame, so a frame of n bytes
+    bounds one segment's output by 64 n (segments may overlap, even the header, and still decode)."""
+    plane = spec.rows * spec.columns
+    for i, frame in enumerate(frames[: spec.number_of_frames]):
+        have = sum(e.length for e in frame)
+        if plane > RLE_MAX_EXPANSION * have:
+            raise InvalidPixelData(
+                f"{spec.source}: RLE frame {i} holds {have} bytes, which decode to at most "
+                f"{RLE_MAX_EXPANSION * have} bytes a segment, but {tag_name('Rows')} x {tag_name('Columns')} = "
+                f"{spec.rows} x {spec.columns} needs {plane} (the header disagrees with the data)"
+            )

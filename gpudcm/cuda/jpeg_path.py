@@ -77,7 +77,13 @@ def decode_jpeg_family(
     for (backend, mode), ks in groups.items():
         batch = [data[wanted[k]] for k in ks]
         metas = [parsed[wanted[k]] for k in ks]
-        decoded = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
+        try:
+            decoded = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
+        except Exception as exc:  # a GPU library failing at run time: the CPU plugin decides, frame by frame
+            why = f"{backend} failed ({type(exc).__name__}: {exc}); decoded by the CPU plugin"
+            decoded = [xp.asarray(cpu.decode(ds, spec, index=wanted[k], raw=True)) for k in ks]
+            for k in ks:
+                infos[k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why)
         for k, arr in zip(ks, decoded):
             out[k] = arr.reshape(spec.frame_shape).astype(spec.dtype, copy=False)
     pi = conformed_photometric(spec, data[wanted[0]]) if wanted[0] in data else spec.photometric_interpretation
