@@ -4,50 +4,11 @@
 #pragma once
 #include "common.cuh"
 
-#if !defined(__CUDACC_RTC__)  // NVRTC has the math builtins without headers
-#include <cmath>
-#endif
-
 enum {
     // Round every product before adding. NumPy sends (1, 3) @ (3, 3) (images one column wide) to BLAS
     // gemv, which does not fuse; every wider image goes to sgemm, which does.
     GD_COLOUR_UNFUSED = 1u,
 };
-
-// Float operations with one fixed rounding each: NVRTC contracts a * b + c into an FMA unless told not
-// to, and g++ does the same on FMA targets (-ffp-contract=fast is its default).
-GD_HD float gd_fmaf(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
-    return __fmaf_rn(a, b, c);
-#else
-    return std::fma(a, b, c);
-#endif
-}
-
-GD_HD float gd_mulf(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fmul_rn(a, b);
-#else
-    volatile float p = a * b;  // the store keeps g++ from fusing the product into a later add
-    return p;
-#endif
-}
-
-GD_HD float gd_addf(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fadd_rn(a, b);
-#else
-    return a + b;
-#endif
-}
-
-GD_HD float gd_floorf(float x) {
-#if defined(__CUDA_ARCH__)
-    return floorf(x);
-#else
-    return std::floor(x);
-#endif
-}
 
 // floor(v + 0.5) clipped to 0..255, as the output type.
 template <typename T>

@@ -9,6 +9,10 @@
 #define GD_HD inline
 #endif
 
+#if !defined(__CUDACC_RTC__)  // NVRTC has the math builtins without headers
+#include <cmath>
+#endif
+
 // NVRTC ships no <stdint.h>; these widths hold on LP64 hosts and on CUDA devices.
 typedef unsigned char gd_u8;
 typedef unsigned short gd_u16;
@@ -30,3 +34,54 @@ struct GdThread {
     gd_u64 tid;
     gd_u64 nthreads;
 };
+
+// Float operations with one fixed rounding each: NVRTC contracts a * b + c into an FMA unless told not
+// to, and g++ does the same on FMA targets (-ffp-contract=fast is its default).
+GD_HD float gd_fmaf(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+    return __fmaf_rn(a, b, c);
+#else
+    return std::fma(a, b, c);
+#endif
+}
+
+GD_HD float gd_mulf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fmul_rn(a, b);
+#else
+    volatile float p = a * b;  // the store keeps g++ from fusing the product into a later add
+    return p;
+#endif
+}
+
+GD_HD float gd_addf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fadd_rn(a, b);
+#else
+    return a + b;
+#endif
+}
+
+GD_HD float gd_floorf(float x) {
+#if defined(__CUDA_ARCH__)
+    return floorf(x);
+#else
+    return std::floor(x);
+#endif
+}
+
+GD_HD float gd_subf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fsub_rn(a, b);
+#else
+    return a - b;
+#endif
+}
+
+GD_HD float gd_divf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}

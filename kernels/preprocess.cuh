@@ -36,41 +36,6 @@ struct GdPreParams {
     float out_div;             // resampled sum / out_div
 };
 
-// Float operations with exactly one rounding each: NVRTC would contract a * b + c into an FMA unless
-// told not to, and g++ may on FMA targets; NumPy rounds after every operation.
-GD_HD float gd_pre_mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fmul_rn(a, b);
-#else
-    volatile float p = a * b;  // the store keeps g++ from fusing the product into a later add
-    return p;
-#endif
-}
-
-GD_HD float gd_pre_add(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fadd_rn(a, b);
-#else
-    return a + b;
-#endif
-}
-
-GD_HD float gd_pre_sub(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fsub_rn(a, b);
-#else
-    return a - b;
-#endif
-}
-
-GD_HD float gd_pre_div(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fdiv_rn(a, b);
-#else
-    return a / b;
-#endif
-}
-
 GD_HD gd_u32 gd_pre_bits(float f) {
 #if defined(__CUDA_ARCH__)
     return __float_as_uint(f);
@@ -122,14 +87,14 @@ GD_HD void gd_pre_store(gd_u16* out, float v) { *out = gd_pre_f16_bits(v); }
 
 // Rescale and window one stored value (no normalisation).
 GD_HD float gd_pre_rescale_window(const GdPreParams& p, float x) {
-    float v = gd_pre_add(gd_pre_mul(x, p.slope), p.intercept);
+    float v = gd_addf(gd_mulf(x, p.slope), p.intercept);
     if (p.flags & GD_PRE_WINDOW) {
         if (v <= p.lower) {
             v = p.y_min;
         } else if (v > p.upper) {
             v = p.y_max;
         } else {
-            v = gd_pre_add(gd_pre_mul(gd_pre_add(gd_pre_div(gd_pre_sub(v, p.center), p.width), 0.5f), p.y_range), p.y_min);
+            v = gd_addf(gd_mulf(gd_addf(gd_divf(gd_subf(v, p.center), p.width), 0.5f), p.y_range), p.y_min);
             // keeps the transform monotonic where rounding would step outside the window's range
             v = v < p.clamp_lo ? p.clamp_lo : (v > p.clamp_hi ? p.clamp_hi : v);
         }
@@ -145,7 +110,7 @@ GD_HD void gd_pre_minmax(GdPreParams& p, const T* range) {
     const float b = gd_pre_rescale_window(p, (float)range[1]);
     const float lo = b < a ? b : a;
     const float hi = b < a ? a : b;
-    const float span = gd_pre_sub(hi, lo);
+    const float span = gd_subf(hi, lo);
     p.norm_sub = lo;
     p.norm_div = span == 0.f ? 1.f : span;  // a NaN span stays NaN, as NumPy's does
 }
@@ -183,12 +148,12 @@ GD_HD gd_u32 gd_pre_thread(GdPreParams p, const T* src, const T* range, O* out, 
                     continue;
                 }
                 float v = gd_pre_rescale_window(p, (float)frame[(gd_u64)r * p.cols_in + (gd_u32)c]);
-                v = gd_pre_div(gd_pre_sub(v, p.norm_sub), p.norm_div);
-                row = gd_pre_add(row, gd_pre_mul(gd_pre_float(p.x_w[j * p.taps_x + b]), v));
+                v = gd_divf(gd_subf(v, p.norm_sub), p.norm_div);
+                row = gd_addf(row, gd_mulf(gd_pre_float(p.x_w[j * p.taps_x + b]), v));
             }
-            acc = gd_pre_add(acc, gd_pre_mul(gd_pre_float(p.y_w[i * p.taps_y + a]), row));
+            acc = gd_addf(acc, gd_mulf(gd_pre_float(p.y_w[i * p.taps_y + a]), row));
         }
-        gd_pre_store(out + o, gd_pre_div(acc, p.out_div));
+        gd_pre_store(out + o, gd_divf(acc, p.out_div));
     }
     return status;
 }
