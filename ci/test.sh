@@ -26,6 +26,9 @@ python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || tr
 python -m pip install -q -e '.[test,codecs]' 2>&1 | grep -v "^WARNING: Location" || true
 python -c "import gpudcm, pydicom, data_store, pylibjpeg" # fail fast if the install did not take
 
+export GPUDCM_REPORT_DIR=${GPUDCM_REPORT_DIR:-$(mktemp -d)}
 python -m pytest -q -p no:cacheprovider "$@"
+# the reliability suite's counts (malformed corpus, size bombs, fuzzing, sanitizers, concurrency)
+cat "$GPUDCM_REPORT_DIR"/*.txt 2>/dev/null || true
 # the benchmark suite must keep working as tests (timings come from benchmarks/report.py)
 python -m pytest -q -p no:cacheprovider benchmarks --benchmark-disable
