@@ -475,7 +475,7 @@ def merge_plans(plans: Sequence[RlePlan]) -> tuple[np.ndarray, np.ndarray, RleLa
     Returns (source, table, launch, per plan the global index of each of its entries, source offsets)."""
     first = plans[0].launch
     slot_base, measure_base, offsets, pos = 0, sum(p.launch.n_slots for p in plans), [], 0
-    maps, starts, ends, rooms = [], [], [], []
+    maps = []
     for p in plans:
         offsets.append(pos)
         n, n_slots = p.launch.n_entries, p.launch.n_slots

@@ -66,6 +66,21 @@ def sanitizer_env() -> dict[str, str]:
     return env
 
 
+def run_sanitized(args: list[str], expect: str, timeout: float = 600) -> str:
+    """Run ``python <args>`` from the repository root with the sanitized build preloaded; assert it exits
+    cleanly with no AddressSanitizer/UBSan report and prints `expect` (a regex); return its stdout."""
+    import re
+    import sys
+
+    build(sanitize=True)
+    root = HERE.parent.parent
+    proc = subprocess.run([sys.executable, *args], cwd=root, env=sanitizer_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ERROR: AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr, proc.stderr[-3000:]
+    assert re.search(expect, proc.stdout), proc.stdout[-3000:]
+    return proc.stdout.strip()
+
+
 @functools.lru_cache(maxsize=None)
 def load(sanitize: bool = False) -> ctypes.CDLL:
     """The host build as a ctypes library (prototypes are set by each launcher that uses a function)."""
