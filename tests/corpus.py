@@ -76,12 +76,18 @@ def has_pixel_data(path: Path) -> bool:
     return "Rows" in ds
 
 
-def native_ts(path: Path) -> bool:
+def transfer_syntax(path: Path):
+    """The file's Transfer Syntax UID, or None (unreadable, or no file meta)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             ds = dcmread(path, stop_before_pixels=True, force=True)
         except Exception:
-            return False
-    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+            return None
+    meta = getattr(ds, "file_meta", None)
+    return meta.get("TransferSyntaxUID") if meta is not None else None
+
+
+def native_ts(path: Path) -> bool:
+    ts = transfer_syntax(path)
     return bool(ts) and not ts.is_encapsulated

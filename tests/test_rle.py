@@ -28,7 +28,7 @@ from pydicom.uid import RLELossless, generate_uid
 from rle.rle import decode_frame as pylibjpeg_decode_frame
 
 import gpudcm
-from corpus import corpus_files, corpus_id, generated_cases, reference_shape
+from corpus import corpus_files, corpus_id, generated_cases, reference_shape, transfer_syntax
 from gpudcm.cuda import kernels
 from gpudcm.cuda.rle import RleLaunch, decode_rle, plan_rle, resolve
 from gpudcm.cuda.rle import _pydicom_outcome, _pylibjpeg_outcome
@@ -162,16 +162,7 @@ def _never(*args):
 
 
 def _is_rle(path: Path) -> bool:
-    from pydicom import dcmread
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ds = dcmread(path, stop_before_pixels=True, force=True)
-        except Exception:
-            return False
-    meta = getattr(ds, "file_meta", None)
-    return meta is not None and meta.get("TransferSyntaxUID") == RLE_UID
+    return transfer_syntax(path) == RLE_UID
 
 
 RLE_CORPUS = [p for p in corpus_files() if _is_rle(p) and reference_shape(p)]
