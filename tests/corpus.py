@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from functools import lru_cache
@@ -91,3 +92,14 @@ def transfer_syntax(path: Path):
 def native_ts(path: Path) -> bool:
     ts = transfer_syntax(path)
     return bool(ts) and not ts.is_encapsulated
+
+
+def report(line: str) -> None:
+    """Print `line` and append it to ``$GPUDCM_REPORT_DIR/reliability.txt`` (CI runs without -s and
+    prints that file)."""
+    print(line)
+    folder = os.environ.get("GPUDCM_REPORT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with open(Path(folder) / "reliability.txt", "a") as fp:
+            fp.write(line + "\n")

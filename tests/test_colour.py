@@ -246,26 +246,10 @@ def test_non_contiguous_input_is_converted_into_a_copy():
     np.testing.assert_array_equal(view, all_triples()[:64, :128:2])
 
 
-def _ptx(source: str) -> str:
-    lib = nvrtc.libnvrtc()
-    prog = ctypes.c_void_p()
-    assert lib.nvrtcCreateProgram(ctypes.byref(prog), kernels.load_source(source).encode(), source.encode(), 0, None, None) == 0
-    opts = [o.encode() for o in (*kernels.NVRTC_OPTIONS, "--gpu-architecture=compute_80")]
-    try:
-        assert lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts)) == 0
-        size = ctypes.c_size_t()
-        assert lib.nvrtcGetPTXSize(prog, ctypes.byref(size)) == 0
-        buf = ctypes.create_string_buffer(size.value)
-        assert lib.nvrtcGetPTX(prog, buf) == 0
-        return buf.value.decode()
-    finally:
-        lib.nvrtcDestroyProgram(ctypes.byref(prog))
-
-
 def test_nvrtc_keeps_each_rounding_as_written():
     """Every float add/mul/fma in the PTX is an explicit round-to-nearest one (never contracted by ptxas),
     with the fma chain of the fused variant and the separate products of the unfused one."""
-    ptx = _ptx("colour.cu")
+    ptx = nvrtc.ptx("colour.cu")
     entries = re.split(r"\.visible \.entry ", ptx)[1:]
     assert sorted(e.split("(")[0] for e in entries) == ["gpudcm_ybr_to_rgb_16", "gpudcm_ybr_to_rgb_8"]
     for body in entries:

@@ -3,7 +3,6 @@ host-device path from several threads (each its own HostOps) all equal the seria
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,19 +12,10 @@ import pytest
 
 import gpudcm
 import malformed
-from corpus import corpus_files, generated_cases, reference_shape
+from corpus import corpus_files, generated_cases, reference_shape, report
 from tests.harness.host_ops import HostOps
 
 MAX_BYTES = 2 << 20  # keeps the run short; the big files add time, not coverage of shared state
-
-
-def report(line: str) -> None:
-    print(line)
-    folder = os.environ.get("GPUDCM_REPORT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with open(Path(folder) / "reliability.txt", "a") as fp:
-            fp.write(line + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -513,19 +513,7 @@ def test_float16_rounding_equals_numpy():
 def test_nvrtc_keeps_each_rounding_as_written():
     """Every float add/sub/mul/div in the PTX rounds to nearest on its own: nothing was contracted into an
     FMA, so the device computes exactly what the host build and NumPy compute."""
-    lib = nvrtc.libnvrtc()
-    prog = ctypes.c_void_p()
-    assert lib.nvrtcCreateProgram(ctypes.byref(prog), kernels.load_source("preprocess.cu").encode(), b"preprocess.cu", 0, None, None) == 0
-    opts = [o.encode() for o in (*kernels.NVRTC_OPTIONS, "--gpu-architecture=compute_80")]
-    try:
-        assert lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts)) == 0
-        size = ctypes.c_size_t()
-        assert lib.nvrtcGetPTXSize(prog, ctypes.byref(size)) == 0
-        buf = ctypes.create_string_buffer(size.value)
-        assert lib.nvrtcGetPTX(prog, buf) == 0
-    finally:
-        lib.nvrtcDestroyProgram(ctypes.byref(prog))
-    entries = re.split(r"\.visible \.entry ", buf.value.decode())[1:]
+    entries = re.split(r"\.visible \.entry ", nvrtc.ptx("preprocess.cu"))[1:]
     names = sorted(e.split("(")[0] for e in entries)
     assert names == sorted(f"gpudcm_preprocess_{i}_{o}" for i in ("u8", "i8", "u16", "i16", "u32", "i32", "f32", "f64") for o in ("f32", "f16"))
     for body in entries:

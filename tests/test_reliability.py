@@ -24,21 +24,12 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 import malformed
+from corpus import report
 import gpudcm
 from gpudcm import GpudcmError
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT = 200 << 20
-
-
-def report(line: str) -> None:
-    """Print `line` and append it to ``$GPUDCM_REPORT_DIR/reliability.txt`` (CI runs without -s)."""
-    print(line)
-    folder = os.environ.get("GPUDCM_REPORT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with open(Path(folder) / "reliability.txt", "a") as fp:
-            fp.write(line + "\n")
 
 
 # ------------------------------------------------------------------------------------ malformed corpus

@@ -62,3 +62,24 @@ def compile_source(name: str, arch: str) -> tuple[bool, str, int]:
         return rc == 0, log, binary
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def ptx(name: str, arch: str = "compute_80") -> str:
+    """The PTX NVRTC makes of kernels/`name` with the runtime's options (to inspect which instructions
+    the device will run, e.g. that no float operation was contracted)."""
+    lib = libnvrtc()
+    prog = ctypes.c_void_p()
+    if lib.nvrtcCreateProgram(ctypes.byref(prog), load_source(name).encode(), name.encode(), 0, None, None):
+        raise RuntimeError(f"nvrtcCreateProgram failed for {name}")
+    opts = [o.encode() for o in (*NVRTC_OPTIONS, f"--gpu-architecture={arch}")]
+    try:
+        if lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts)):
+            raise RuntimeError(f"NVRTC could not compile {name}")
+        size = ctypes.c_size_t()
+        lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+        buf = ctypes.create_string_buffer(size.value)
+        if lib.nvrtcGetPTX(prog, buf):
+            raise RuntimeError(f"nvrtcGetPTX failed for {name}")
+        return buf.value.decode()
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(prog))
