@@ -23,8 +23,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-python -m pip install -q -e '.[test,codecs]' 2>&1 | grep -v "^WARNING: Location" || true
-python -c "import gpudcm, pydicom, data_store, pylibjpeg" # fail fast if the install did not take
+# torch first, as the CPU build (a plain "torch" requirement would pull a multi-GB CUDA build): the file
+# this machine keeps on disk, else PyTorch's CPU index
+if ! python -c "import torch" 2>/dev/null; then
+  python -m pip install -q "torch==2.13.0" >/dev/null 2>&1 \
+    || python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+fi
+python -m pip install -q -e '.[test,codecs,torch,monai,dask,view]' 2>&1 | grep -v "^WARNING: Location" || true
+python -c "import gpudcm, pydicom, data_store, pylibjpeg, torch, monai, dask.distributed, zarr, matplotlib, PIL" # fail fast if the install did not take
 
 export GPUDCM_REPORT_DIR=${GPUDCM_REPORT_DIR:-$(mktemp -d)}
 python -m pytest -q -p no:cacheprovider "$@"

@@ -6,6 +6,7 @@ from .errors import DecodeError, DeviceUnavailable, GpudcmError, InvalidPixelDat
 from .frames import Extent, frame_extents
 from .preprocessing import preprocess
 from .spec import PixelSpec, pixel_spec
+from .viewing import contact_sheet, render, show
 from .transforms import (
     apply_color_lut,
     apply_modality_lut,
@@ -40,12 +41,15 @@ __all__ = [
     "convert_color_space",
     "backend_for",
     "capabilities",
+    "contact_sheet",
     "decode_batch",
     "frame_extents",
     "iter_frames",
     "pixel_array",
     "pixel_spec",
     "preprocess",
+    "render",
     "rescale_to_integers",
     "set_pixel_data",
+    "show",
 ]

@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("capabilities", help="which backend decodes each transfer syntax on each device")
     p.add_argument("--device", default="all", help="all | cpu | cuda")
     p.set_defaults(func=cmd_capabilities)
+
+    # subcommands kept beside the code they drive (imports inside them stay lazy)
+    from .bench.cli import add_parser as add_bench
+    from .viewing_cli import add_parser as add_show
+
+    add_bench(sub)
+    add_show(sub)
     return parser
 
 
