@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Download the wheels the device machine (Python 3.12, manylinux x86_64, CuPy 14 / CUDA 13 preinstalled,
 # no registry) lacks, plus gpudcm's own wheel, into .whl/ (git-ignored). ci/gpu.sh installs them there.
-#   bash ci/wheels.sh        # pydicom + plugins + pydicom-data (the whole corpus) + nvJPEG   (~47 MB)
-#   bash ci/wheels.sh --j2k  # the same with nvImageCodec instead of pydicom-data            (~39 MB)
+#   bash ci/wheels.sh        # pydicom + plugins + pydicom-data (the whole corpus) + nvJPEG + MONAI (~49 MB)
+#   bash ci/wheels.sh --j2k  # the same with nvImageCodec instead of pydicom-data                   (~41 MB)
 # The device tool carries at most 64 MiB a call, and nvImageCodec (25 MB) plus pydicom-data (34 MB) do
 # not fit together: run the suite once per set.
 set -euo pipefail
@@ -21,6 +21,7 @@ PACKAGES=(
   "pylibjpeg-rle==2.2.0"
   "pyjpegls==1.5.1"
   "nvidia-nvjpeg==13.3.2.43"
+  "monai==1.6.1"            # the loader benchmark's baseline (the device image has torch)
 )
 if [ "${1:-}" = "--j2k" ]; then
   PACKAGES+=("nvidia-nvimgcodec-cu13==0.9.0.20")

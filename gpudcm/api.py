@@ -18,7 +18,7 @@ from . import cpu
 from .capabilities import backend_for
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
-from .frames import check_rle_capacity, encapsulated_extents
+from .frames import check_codestream_sizes, check_rle_capacity, encapsulated_extents
 from .source import Source, load_dataset, source_name
 from .spec import PixelSpec, pixel_spec
 
@@ -30,6 +30,8 @@ def _validated(ds, name: str):
         frames = encapsulated_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
         if spec.transfer_syntax == RLELossless:
             check_rle_capacity(spec, frames)
+        else:
+            check_codestream_sizes(spec, ds.PixelData, frames)
     return ds, spec
 
 

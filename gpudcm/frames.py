@@ -227,3 +227,45 @@ def check_rle_capacity(spec: PixelSpec, frames: list[Frame]) -> None:
                 f"{RLE_MAX_EXPANSION * have} bytes a segment, but {tag_name('Rows')} x {tag_name('Columns')} = "
                 f"{spec.rows} x {spec.columns} needs {plane} (the header disagrees with the data)"
             )
+
+
+_JPEG_FAMILY = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                          "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+_J2K_FAMILY = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                         "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
+_HEADER_WINDOW = 1 << 16  # frame headers (SOF / SIZ) sit in the first bytes of a frame
+
+
+def check_codestream_sizes(spec: PixelSpec, buffer, frames: list[Frame]) -> None:
+    """Refuse JPEG, JPEG-LS and JPEG 2000 frames whose codestream declares more pixels than Rows x Columns
+    x Samples per Pixel, before any decoder allocates what the codestream says (a few KB claiming
+    20000 x 20000 would cost gigabytes; pydicom fails on such frames after allocating them).
+
+    Headers that do not parse are left to the decoder, which reports its own error."""
+    from .jpeg_markers import parse_j2k, parse_jpeg
+
+    ts = str(spec.transfer_syntax)
+    if ts not in _JPEG_FAMILY and ts not in _J2K_FAMILY:
+        return
+    want = spec.rows * spec.columns * spec.samples_per_pixel
+    view = memoryview(buffer).cast("B")
+    for i, frame in enumerate(frames[: spec.number_of_frames]):
+        if not frame:
+            continue
+        head = bytes(view[frame[0].offset : frame[0].offset + min(frame[0].length, _HEADER_WINDOW)])
+        try:
+            if ts in _J2K_FAMILY:
+                info = parse_j2k(head)
+                rows, cols, comps = info.rows, info.columns, info.components
+            else:
+                info = parse_jpeg(head, all_scans=False)
+                rows, cols, comps = info.rows, info.columns, info.samples
+        except InvalidPixelData:
+            continue
+        if rows * cols * comps > want:
+            raise InvalidPixelData(
+                f"{spec.source}: frame {i}'s {spec.transfer_syntax.name} codestream declares {rows} x {cols} "
+                f"x {comps} samples but {tag_name('Rows')} x {tag_name('Columns')} x "
+                f"{tag_name('SamplesPerPixel')} = {spec.rows} x {spec.columns} x {spec.samples_per_pixel} "
+                "(the header disagrees with the data; refused before decoding)"
+            )

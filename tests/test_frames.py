@@ -108,3 +108,43 @@ def test_single_fragment_per_frame_without_offsets():
     ext = frame_extents(pixel_spec(ds), ds.PixelData)
     assert [len(f) for f in ext] == [1, 1, 1, 1]
     assert all(isinstance(frame_bytes(ds.PixelData, f), memoryview) for f in ext)  # no copy for one extent
+
+
+def _lying_codestream(name: str, rows: int, cols: int):
+    """`name` with its first frame's SOF / SIZ rewritten to declare rows x cols."""
+    import struct
+
+    from pydicom.encaps import get_frame
+
+    ds = dcmread(get_testdata_file(name))
+    frame = bytearray(get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames", 1) or 1)))
+    if b"\xff\x4f\xff\x51" in frame[:64]:
+        siz = frame.find(b"\xff\x51")
+        struct.pack_into(">II", frame, siz + 6, cols, rows)  # Xsiz, Ysiz (offsets are 0 in these files)
+    else:
+        sof = next(i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] in (0xC0, 0xC1, 0xC3, 0xF7))
+        struct.pack_into(">HH", frame, sof + 5, rows, cols)
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.NumberOfFrames = 1
+    return ds
+
+
+@pytest.mark.parametrize("name", ["JPEG-LL.dcm", "SC_rgb_jpeg_dcmtk.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                  "MR_small_jp2klossless.dcm"])
+def test_codestream_larger_than_header_is_refused_before_decoding(name):
+    import gpudcm
+    from gpudcm.errors import InvalidPixelData
+
+    # pydicom decodes what the codestream says and then fails to fit it: both refuse ...
+    small = _lying_codestream(name, 1000, 1000)
+    with pytest.raises(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small.pixel_array
+    with pytest.raises(InvalidPixelData, match="codestream declares 1000 x 1000"):
+        gpudcm.pixel_array(small, device="cpu")
+    # ... and a 60000 x 60000 claim is refused before a decoder allocates it (gigabytes otherwise)
+    with pytest.raises(InvalidPixelData, match="refused before decoding"):
+        gpudcm.pixel_array(_lying_codestream(name, 60000, 60000), device="cpu")
+    # the untouched file still decodes
+    ds = dcmread(get_testdata_file(name))
+    np.testing.assert_array_equal(gpudcm.pixel_array(ds, device="cpu"), ds.pixel_array)
