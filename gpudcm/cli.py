@@ -1,4 +1,5 @@
-"""Command line: ``gpudcm info FILE...``, ``gpudcm decode PATH... --out DIR``, ``gpudcm capabilities``."""
+"""Command line: ``gpudcm info``, ``decode`` (to .npy or, through Dask, to Zarr), ``convert``, ``capabilities``
+(``bench`` and ``show`` are registered from their own modules)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .api import pixel_array
 from .capabilities import backend_for, capabilities
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError
+from .jobs import Job, Outcome, expand_paths, file_jobs, run_job, series_jobs
+from .progress import Progress
 from .source import load_dataset
 from .spec import pixel_spec
 
@@ -53,20 +55,10 @@ def demo_files() -> list[Path]:
     return out
 
 
-def _expand(paths: Sequence[str]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.is_file())
-        else:
-            files.append(p)
-    return files
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     device = resolve_device(args.device) if args.device != "auto" else "cuda" if resolve_device("auto") == "cuda" else "cpu"
     rows, failed = [], 0
-    for path in _expand(args.paths):
+    for path in expand_paths(args.paths):
         try:
             ds, name = load_dataset(path)
             spec = pixel_spec(ds, source=name)
@@ -83,77 +75,134 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-@dataclass
-class _Tally:
-    files: int = 0
-    frames: int = 0
-    in_bytes: int = 0
-    out_bytes: int = 0
-    seconds: float = 0.0
-    backend: str = ""
-    failed: int = 0
+def _summary(outcomes: Sequence[Outcome], wall: float, device: str, key_label: str = "transfer syntax") -> str:
+    """One row per transfer syntax (files, frames, bytes, task time, decode rate, backend) and a total
+    row with the wall-clock time."""
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        if o.status == "done":
+            groups[o.transfer_syntax or "-"].append(o)
+    rows = []
+    for key, group in sorted(groups.items()):
+        seconds = sum(o.seconds for o in group)
+        out_bytes = sum(o.bytes_out for o in group)
+        rows.append((key, sum(len(o.paths) for o in group), sum(o.frames for o in group),
+                     sum(o.bytes_in for o in group), out_bytes, f"{seconds * 1e3:.1f}",
+                     f"{out_bytes / seconds / 1e6:.1f}" if seconds else "", ",".join(sorted({o.backend for o in group} - {""}))))
+    done = [o for o in outcomes if o.status == "done"]
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    if skipped:
+        rows.append(("(skipped: already complete)", sum(len(o.paths) for o in skipped), "", "", "", "", "", ""))
+    rows.append(("total", sum(len(o.paths) for o in done), sum(o.frames for o in done), sum(o.bytes_in for o in done),
+                 sum(o.bytes_out for o in done), f"{wall * 1e3:.1f}", "", device))
+    return _table((key_label, "files", "frames", "bytes in", "bytes out", "ms", "MB/s out", "backend"), rows)
 
 
-def _progress(done: int, total: int, nbytes: int, start: float) -> None:
-    if not sys.stderr.isatty():
-        return
-    dt = max(time.perf_counter() - start, 1e-9)
-    sys.stderr.write(f"\r{done}/{total} files  {done / dt:.1f} files/s  {nbytes / dt / 1e6:.1f} MB/s")
-    sys.stderr.flush()
-    if done == total:
-        sys.stderr.write("\n")
+def _report_failures(outcomes: Sequence[Outcome]) -> int:
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        where = o.paths[0] if len(o.paths) == 1 else f"{o.name} ({len(o.paths)} files)"
+        print(f"FAILED {where}: {o.error_type}: {o.message}", file=sys.stderr)
+    return len(failed)
 
 
-def cmd_decode(args: argparse.Namespace) -> int:
-    files = demo_files() if args.demo else _expand(args.paths)
-    if not files:
-        print("no input files (give PATH... or --demo)", file=sys.stderr)
-        return 2
-    device = resolve_device(args.device)
+def _decode_local(args: argparse.Namespace, files: list[Path], device: str) -> list[Outcome]:
+    """Decode on this machine (`--workers` threads), writing one .npy per file (or series) when --out."""
     out_dir = Path(args.out) if args.out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    tallies: dict[str, _Tally] = defaultdict(_Tally)
-    failures: list[tuple[str, str]] = []
-    start = time.perf_counter()
-    total_bytes = 0
-    for i, path in enumerate(files, 1):
-        t0 = time.perf_counter()
-        try:
-            ds, name = load_dataset(path)
-            spec = pixel_spec(ds, source=name)
-            key = spec.transfer_syntax.name
-            arr = pixel_array(ds, device=device)
-            host = arr.get() if hasattr(arr, "get") else arr
-            if out_dir:
-                np.save(out_dir / f"{path.stem}.npy", host)
-            t = tallies[key]
-            t.files += 1
-            t.frames += spec.number_of_frames
-            t.in_bytes += spec.pixel_nbytes
-            t.out_bytes += host.nbytes
-            t.seconds += time.perf_counter() - t0
-            t.backend = backend_for(spec, device).backend
-            total_bytes += spec.pixel_nbytes
-        except (GpudcmError, OSError) as exc:
-            failures.append((str(path), str(exc)))
-            tallies["(failed)"].failed += 1
-        _progress(i, len(files), total_bytes, start)
-    rows = []
-    for key, t in sorted(tallies.items()):
-        if key == "(failed)":
-            continue
-        rate = t.out_bytes / t.seconds / 1e6 if t.seconds else 0.0
-        rows.append((key, t.files, t.frames, t.in_bytes, t.out_bytes, f"{t.seconds * 1e3:.1f}", f"{rate:.1f}", t.backend))
-    n_ok = sum(t.files for t in tallies.values())
-    rows.append(("total", n_ok, sum(t.frames for t in tallies.values()), sum(t.in_bytes for t in tallies.values()),
-                 sum(t.out_bytes for t in tallies.values()), f"{(time.perf_counter() - start) * 1e3:.1f}", "", device))
-    print(_table(("transfer syntax", "files", "frames", "bytes in", "bytes out", "ms", "MB/s out", "backend"), rows))
+    if args.series:
+        jobs, left_out = series_jobs(files)
+    else:
+        jobs, left_out = file_jobs(files, flat=True), []
+    outcomes = [Outcome("", (p,), "failed", error_type="InvalidPixelData", message=f"{p} is not a DICOM image (no series)")
+                for p in left_out]
+    progress = Progress(len(jobs) + len(left_out), label="series" if args.series else "files")
+    for o in outcomes:
+        progress.update(failed=True)
+
+    def one(job: Job) -> Outcome:
+        arr, outcome = run_job(job, device=device)
+        if arr is not None and out_dir:
+            try:
+                np.save(out_dir / f"{job.name}.npy", arr)
+            except OSError as exc:
+                outcome.status, outcome.error_type, outcome.message = "failed", type(exc).__name__, str(exc)
+        return outcome
+
+    pool = ThreadPoolExecutor(max_workers=max(1, args.workers or 1))
+    try:
+        with progress:
+            for future in as_completed([pool.submit(one, job) for job in jobs]):
+                outcome = future.result()
+                outcomes.append(outcome)
+                progress.update(outcome.bytes_out, failed=outcome.status == "failed")
+    finally:
+        pool.shutdown(cancel_futures=True)  # Ctrl-C: drop the queued files, finish the running ones
     if out_dir:
-        print(f"\nwrote {n_ok} arrays to {out_dir}/")
-    for path, why in failures:
-        print(f"FAILED {path}: {why}", file=sys.stderr)
-    return 1 if failures else 0
+        n_ok = sum(o.status == "done" for o in outcomes)
+        print(f"wrote {n_ok} arrays to {out_dir}/", file=sys.stderr)
+    return outcomes
+
+
+def _decode_zarr(args: argparse.Namespace, files: list[Path], device: str) -> list[Outcome]:
+    """Decode with Dask into the Zarr store --out (gpudcm.dask.decode_to_zarr)."""
+    from .dask import decode_to_zarr
+
+    progress: list[Progress] = []
+    start = lambda n: progress.append(Progress(n, label="series" if args.series else "files"))  # noqa: E731
+    step = lambda o: progress[0].update(o.bytes_out, failed=o.status == "failed", skipped=o.status == "skipped")  # noqa: E731
+    try:
+        summary = decode_to_zarr(files, args.out, series=args.series, device=device, workers=args.workers,
+                                 scheduler=args.scheduler, overwrite=args.overwrite, quiet=True, on_start=start,
+                                 on_result=step)
+    finally:
+        for p in progress:
+            p.close()
+    print(f"wrote {summary.done} arrays to {args.out} ({summary.skipped} already complete, skipped); "
+          f"report: {args.out.rstrip('/')}.report.json", file=sys.stderr)
+    return summary.outcomes
+
+
+def _is_zarr(out: str | None) -> bool:
+    return bool(out) and out.rstrip("/\\").lower().endswith(".zarr")
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    files = demo_files() if args.demo else expand_paths(args.paths)
+    if not files:
+        print("no input files (give PATH... or --demo)", file=sys.stderr)
+        return 2
+    zarr_out = _is_zarr(args.out)
+    if args.scheduler and not zarr_out:
+        print("--scheduler needs --out X.zarr (Dask workers write into a Zarr store)", file=sys.stderr)
+        return 2
+    device = args.device if zarr_out and args.scheduler else resolve_device(args.device)
+    start = time.perf_counter()
+    with warnings.catch_warnings():  # pydicom's per-file warnings would tear the progress line
+        warnings.simplefilter("ignore")
+        outcomes = (_decode_zarr if zarr_out else _decode_local)(args, files, device)
+    print(_summary(outcomes, time.perf_counter() - start, device))
+    return 1 if _report_failures(outcomes) else 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_file, plan_outputs
+
+    pairs = plan_outputs(args.input, args.output)
+    device = resolve_device(args.device)
+    outcomes: list[Outcome] = []
+    start = time.perf_counter()
+    with warnings.catch_warnings(), Progress(len(pairs)) as progress:
+        warnings.simplefilter("ignore")
+        for src, dst in pairs:
+            outcome = convert_file(src, dst, args.transfer_syntax, device=device, new_uid=args.new_uid)
+            outcomes.append(outcome)
+            progress.update(outcome.bytes_out, failed=outcome.status == "failed")
+    print(_summary(outcomes, time.perf_counter() - start, device, key_label="source transfer syntax"))
+    n_ok = sum(o.status == "done" for o in outcomes)
+    print(f"wrote {n_ok} files as {args.transfer_syntax} to {args.output}", file=sys.stderr)
+    return 1 if _report_failures(outcomes) else 0
 
 
 def cmd_capabilities(args: argparse.Namespace) -> int:
@@ -173,12 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (which backend to report)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("decode", help="decode files (or --demo data) and print a summary per transfer syntax")
+    p = sub.add_parser("decode", help="decode files (or --demo data) to .npy or Zarr, with a summary per transfer syntax")
     p.add_argument("paths", nargs="*", help="files or folders")
     p.add_argument("--demo", action="store_true", help="decode the bundled pydicom-data files")
-    p.add_argument("--out", help="folder to write one .npy per file")
+    p.add_argument("--out", help="DIR: one .npy per file (or series); X.zarr: one Zarr array each, decoded by Dask workers")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--workers", type=int, help="threads (.npy) or Dask worker processes (.zarr); default 1 / one per core")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); needs --out X.zarr")
+    p.add_argument("--series", action="store_true", help="one output per series (SeriesInstanceUID), slices stacked in order")
+    p.add_argument("--overwrite", action="store_true", help="X.zarr: decode again arrays already complete")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("convert", help="re-encode files as uncompressed (explicit VR) or RLE Lossless DICOM")
+    p.add_argument("input", help="a file or a folder")
+    p.add_argument("output", help="a file, or a folder (same relative paths)")
+    p.add_argument("--transfer-syntax", choices=("explicit", "rle"), default="explicit", help="what to write")
+    p.add_argument("--device", default="cpu", help="decode on cpu (default) | auto | cuda")
+    p.add_argument("--new-uid", action="store_true", help="give each file a new SOP Instance UID")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("capabilities", help="which backend decodes each transfer syntax on each device")
     p.add_argument("--device", default="all", help="all | cpu | cuda")
@@ -200,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GpudcmError as exc:
         print(f"gpudcm: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("gpudcm: interrupted (a Zarr output resumes where it stopped when run again)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,349 @@
+"""Decode many DICOM files into one Zarr store with Dask: :func:`decode_to_zarr`.
+
+One task per file (or per series): each worker decodes with :func:`gpudcm.pixel_array` (or
+:func:`gpudcm.series.load_volume`) and writes its own Zarr array, so no pixel data passes through the
+scheduler. A failed input is recorded (path, error type, message) and the run goes on; a second run
+skips the arrays already complete (each array's ``gpudcm_complete`` attribute is written last).
+
+Where the work runs: a :class:`distributed.LocalCluster` started for the run (processes, one thread
+each, no dashboard); an existing cluster (``scheduler="tcp://host:8786"`` or a ``distributed.Client``);
+or ``dask_cuda.LocalCUDACluster`` (one worker per GPU) when the device is CUDA and several GPUs are
+visible. ``dask[distributed]`` and ``zarr`` are imported when a run starts (``pip install 'gpudcm[dask]'``).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DeviceUnavailable, GpudcmError
+from .jobs import Job, Outcome, expand_paths, file_jobs, run_job, series_jobs
+
+__all__ = ["ClusterPlan", "DecodeSummary", "Failure", "decode_to_zarr", "plan_cluster"]
+
+COMPLETE = "gpudcm_complete"  # array attribute written after the data: the array is whole
+REPORT_JSON = ".report.json"  # suffixes of the report files written beside the store
+REPORT_CSV = ".failures.csv"
+_CHUNK_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str  # the file (a series: its first file)
+    error_type: str
+    message: str
+    output: str = ""  # the array name it would have had
+
+
+@dataclass
+class DecodeSummary:
+    """What :func:`decode_to_zarr` did. ``ok`` when nothing failed."""
+
+    out: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self) -> dict:
+        return {
+            "out": self.out, "done": self.done, "skipped": self.skipped, "failed": self.failed,
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "seconds": round(self.seconds, 3),
+            "failures": [f.__dict__ for f in self.failures],
+        }
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Where a run executes. ``kind``: "client" (a Client was given), "address" (connect to a
+    scheduler), "local" (start a LocalCluster) or "local-cuda" (start a dask_cuda.LocalCUDACluster)."""
+
+    kind: str
+    n_workers: int | None = None
+    threads_per_worker: int = 1
+
+
+def plan_cluster(scheduler: Any, device: str, workers: int | None, *, gpu_count: int, cpu_count: int,
+                 n_jobs: int) -> ClusterPlan:
+    """Choose the cluster (pure; `device` already resolved to "cpu" or "cuda").
+
+    Local CPU runs start ``workers`` (default: one per core, at most one per job) single-threaded
+    processes, since pydicom and the CPU codecs hold the GIL. Several GPUs: one worker per GPU
+    (``workers`` caps it). One GPU: ``workers`` (default up to 4) processes share it, so files are
+    parsed on several cores while the device decodes.
+    """
+    if workers is not None and workers < 1:
+        raise GpudcmError(f"workers must be at least 1, not {workers}")
+    if scheduler is not None:
+        return ClusterPlan("address" if isinstance(scheduler, str) else "client")
+    limit = max(1, n_jobs)
+    if device == "cuda" and gpu_count >= 2:
+        return ClusterPlan("local-cuda", min(workers or gpu_count, gpu_count))
+    if device == "cuda":
+        return ClusterPlan("local", workers or max(1, min(4, cpu_count, limit)))
+    return ClusterPlan("local", workers or max(1, min(cpu_count, limit)))
+
+
+def _visible_gpus() -> int:
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+def _open_client(plan: ClusterPlan, scheduler: Any):
+    """(client, things to close afterwards, in order)."""
+    from distributed import Client, LocalCluster
+
+    if plan.kind == "client":
+        return scheduler, []
+    if plan.kind == "address":
+        client = Client(scheduler)
+        return client, [client]
+    options = dict(n_workers=plan.n_workers, threads_per_worker=plan.threads_per_worker,
+                   dashboard_address=None, silence_logs=logging.ERROR)
+    if plan.kind == "local-cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError as exc:
+            raise DeviceUnavailable(
+                f"{plan.n_workers} GPUs are visible and decoding on all of them needs dask-cuda "
+                "(pip install dask-cuda); or use one GPU (CUDA_VISIBLE_DEVICES=0), or pass scheduler= "
+                "(a running cluster's address or a distributed.Client)"
+            ) from exc
+        cluster = LocalCUDACluster(**options)
+    else:
+        cluster = LocalCluster(processes=True, **options)
+    client = Client(cluster)
+    return client, [client, cluster]
+
+
+def _zarr():
+    """The zarr module, once zarr and distributed are known to be installed (one clear error if not)."""
+    missing = [name for name in ("distributed", "zarr") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise GpudcmError(f"decode_to_zarr needs {' and '.join(missing)}: pip install 'gpudcm[dask]'")
+    import zarr
+
+    return zarr
+
+
+def _fingerprint(paths: Sequence[str]) -> list[list]:
+    """(path, size) of each source: a complete array of the same sources is not decoded again."""
+    out = []
+    for p in paths:
+        try:
+            out.append([p, os.path.getsize(p)])
+        except OSError:
+            out.append([p, -1])
+    return out
+
+
+def _is_complete(out: str, job: Job) -> bool:
+    zarr = _zarr()
+    try:
+        arr = zarr.open_array(out, path=job.name, mode="r")
+        return arr.attrs.get(COMPLETE) is True and arr.attrs.get("gpudcm", {}).get("sources") == _fingerprint(job.paths)
+    except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def _chunks(shape: tuple[int, ...], itemsize: int, stacked: bool) -> tuple[int, ...]:
+    """One chunk per frame (or slice) when `stacked`, split by rows where a frame exceeds 32 MiB."""
+    lead = 1 if stacked else 0
+    rows, rest = shape[lead], tuple(shape[lead + 1:])
+    row_bytes = itemsize * int(np.prod(rest, dtype=np.int64))
+    return (1,) * lead + (max(1, min(rows, _CHUNK_BYTES // max(1, row_bytes))),) + rest
+
+
+def _attrs(job: Job, outcome: Outcome, device: str) -> dict:
+    from . import __version__
+
+    attrs = {
+        "gpudcm_version": __version__,
+        "kind": job.kind,
+        "sources": _fingerprint(job.paths),
+        "transfer_syntax": outcome.transfer_syntax,
+        "frames": outcome.frames,
+        "shape": list(outcome.shape),
+        "dtype": outcome.dtype,
+        "device": device,
+    }
+    if job.kind == "series":
+        s = job.series
+        attrs.update(series_instance_uid=s.uid, spacing=s.spacing, orientation=s.orientation, origin=s.origin,
+                     sorted_by=s.sorted_by)
+    return attrs
+
+
+def decode_and_write(job: Job, out: str, *, device: str = "auto", raw: bool = False, as_rgb: bool = True,
+                     quiet: bool = False) -> Outcome:
+    """The task run on a worker: decode `job`, write its array under `out`, mark it complete last.
+    Returns the Outcome (small: no pixel data goes back). `quiet` ignores Python warnings meanwhile."""
+    if quiet:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return decode_and_write(job, out, device=device, raw=raw, as_rgb=as_rgb)
+    arr, outcome = run_job(job, device=device, raw=raw, as_rgb=as_rgb)
+    if arr is None:
+        return outcome
+    t0 = time.perf_counter()
+    try:
+        zarr = _zarr()
+        stacked = job.kind == "series" or outcome.frames > 1  # (frames, rows, cols[, samples])
+        z = zarr.open_array(out, path=job.name, mode="w", shape=arr.shape, dtype=arr.dtype,
+                            chunks=_chunks(arr.shape, arr.dtype.itemsize, stacked))
+        z.attrs.update({"gpudcm": _attrs(job, outcome, device)})
+        z[...] = arr
+        z.attrs.update({COMPLETE: True})
+    except Exception as exc:  # noqa: BLE001 - e.g. a full disk: recorded like a decode failure
+        outcome.status, outcome.error_type = "failed", type(exc).__name__
+        outcome.message = f"writing {job.name} to {out}: {' '.join(str(exc).split())}"
+    outcome.seconds += time.perf_counter() - t0
+    return outcome
+
+
+def _prepare_groups(out: str, jobs: Sequence[Job]) -> None:
+    """Create the root group and every intermediate group before the workers write arrays (so they
+    never race to write the same group metadata)."""
+    zarr = _zarr()
+    root = zarr.open_group(out, mode="a")
+    folders = sorted({"/".join(j.name.split("/")[:i]) for j in jobs for i in range(1, j.name.count("/") + 1)})
+    for folder in folders:
+        root.require_group(folder)
+
+
+def _write_report(out: str, summary: DecodeSummary) -> None:
+    """The summary and failures: in the root group's ``gpudcm_report`` attribute, in ``<out>.report.json``
+    and, one row per failure, in ``<out>.failures.csv`` (files beside the store: Zarr warns about
+    non-Zarr files inside it)."""
+    zarr = _zarr()
+    report = summary.to_dict()
+    zarr.open_group(out, mode="a").attrs.update({"gpudcm_report": report})
+    base = str(out).rstrip("/\\")
+    Path(base + REPORT_JSON).write_text(json.dumps(report, indent=1))
+    with open(base + REPORT_CSV, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "error_type", "message", "output"])
+        for f in summary.failures:
+            writer.writerow([f.path, f.error_type, f.message, f.output])
+
+
+def decode_to_zarr(
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    series: bool = False,
+    device: str = "auto",
+    workers: int | None = None,
+    scheduler: Any = None,
+    raw: bool = False,
+    as_rgb: bool = True,
+    overwrite: bool = False,
+    quiet: bool = False,
+    on_result: Callable[[Outcome], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> DecodeSummary:
+    """Decode `paths` (files; folders are walked) into the Zarr store `out` (a local folder, e.g. "ct.zarr").
+
+    One array per file, named by its path relative to the inputs' common folder (``"a/b/IM0001"``,
+    ".dcm" dropped, characters outside ``[A-Za-z0-9._-]`` replaced, duplicates numbered), shaped as
+    :func:`gpudcm.pixel_array` returns it; or with ``series=True`` one ``(slices, rows, cols[, samples])``
+    array per series, named by its SeriesInstanceUID, with spacing/orientation/origin attributes. Each
+    array's ``gpudcm`` attribute holds its sources (path, size), transfer syntax, shape and dtype.
+
+    `scheduler`: None starts a local cluster for the run (``workers`` processes; several GPUs and
+    ``device`` CUDA: dask-cuda's LocalCUDACluster), an address ("tcp://...") or a
+    ``distributed.Client`` uses that cluster. Already complete arrays of the same sources are skipped
+    unless `overwrite`. Failures do not stop the run: they are listed in the returned
+    :class:`DecodeSummary`, the root group's ``gpudcm_report`` attribute, ``<out>.report.json`` and
+    ``<out>.failures.csv``. ``quiet=True`` silences Python warnings (pydicom's notes on odd files) in the
+    tasks. `on_start(n)` is called with the number of jobs, `on_result(outcome)` as each
+    job ends (skipped ones first) - e.g. for a progress bar.
+    """
+    from .cuda.runtime import resolve_device
+
+    _zarr()  # both dependencies present, or one clear error
+    from distributed import as_completed
+
+    t0 = time.perf_counter()
+    out = os.fspath(out)
+    files = [os.fspath(p) for p in expand_paths(paths)]
+    if not files:
+        raise GpudcmError("decode_to_zarr: no input files")
+    jobs, left_out = series_jobs(files) if series else (file_jobs(files), [])
+    summary = DecodeSummary(out=out)
+    _prepare_groups(out, jobs)
+    if on_start:
+        on_start(len(jobs) + len(left_out))
+
+    def record(outcome: Outcome) -> None:
+        summary.outcomes.append(outcome)
+        if outcome.status == "done":
+            summary.done += 1
+            summary.bytes_in += outcome.bytes_in
+            summary.bytes_out += outcome.bytes_out
+        elif outcome.status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.failed += 1
+            summary.failures.append(Failure(outcome.paths[0] if outcome.paths else outcome.name, outcome.error_type,
+                                            outcome.message, outcome.name))
+        if on_result:
+            on_result(outcome)
+
+    for path in left_out:  # series mode: inputs that are not DICOM images belong to no series
+        record(Outcome("", (path,), "failed", error_type="InvalidPixelData",
+                       message=f"{path} is not a DICOM image (no series)"))
+    todo = []
+    for job in jobs:
+        if not overwrite and _is_complete(out, job):
+            record(Outcome(job.name, job.paths, "skipped"))
+        else:
+            todo.append(job)
+
+    if todo:
+        dev = resolve_device(device) if scheduler is None else device
+        plan = plan_cluster(scheduler, dev, workers, gpu_count=_visible_gpus() if dev == "cuda" else 0,
+                            cpu_count=os.cpu_count() or 1, n_jobs=len(todo))
+        client, to_close = _open_client(plan, scheduler)
+        try:
+            futures = client.map(decode_and_write, todo, out=out, device=device, raw=raw, as_rgb=as_rgb, quiet=quiet,
+                                 pure=False)
+            job_of = {f.key: j for f, j in zip(futures, todo)}
+            for future in as_completed(futures):
+                job = job_of[future.key]
+                if future.status == "finished":
+                    record(future.result())
+                else:  # the task itself died (e.g. a killed worker): still one failure, not a crash
+                    exc = future.exception()
+                    record(Outcome(job.name, job.paths, "failed", error_type=type(exc).__name__,
+                                   message=" ".join(str(exc).split())))
+                future.release()
+        finally:
+            for thing in to_close:
+                thing.close()
+    summary.seconds = time.perf_counter() - t0
+    _write_report(out, summary)
+    return summary

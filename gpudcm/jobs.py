@@ -1,0 +1,184 @@
+"""Units of decoding work shared by ``gpudcm decode`` and :mod:`gpudcm.dask`.
+
+A :class:`Job` is one output: a file, or a series (see :mod:`gpudcm.series`); :func:`run_job` decodes it
+to a host array and an :class:`Outcome` (what was decoded, how big, how long; or why it failed).
+:func:`output_names` gives every input a unique, storage-safe name derived from its path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output: ``kind`` "file" (one path) or "series" (``series`` holds the gpudcm.series.Series)."""
+
+    name: str
+    paths: tuple[str, ...]
+    kind: str = "file"
+    series: Any = None
+
+
+@dataclass
+class Outcome:
+    """What became of one job. ``status``: "done", "skipped" (already complete) or "failed"."""
+
+    name: str
+    paths: tuple[str, ...]
+    status: str
+    transfer_syntax: str = ""  # name, e.g. "RLE Lossless" ("mixed" for a series of several)
+    frames: int = 0
+    bytes_in: int = 0  # size of the input file(s)
+    bytes_out: int = 0  # decoded array bytes
+    seconds: float = 0.0
+    backend: str = ""
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    error_type: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["paths"], out["shape"] = list(self.paths), list(self.shape)
+        return out
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders walked (sorted, recursively)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.is_file())
+        else:
+            files.append(p)
+    return files
+
+
+def safe_name(part: str) -> str:
+    """`part` as a Zarr node / file name: only ``[A-Za-z0-9._-]``, no leading dot or double underscore
+    (Zarr v3 reserves ``__``; dot-names are hidden or v2 metadata), never a metadata file's name."""
+    name = _UNSAFE.sub("_", part) or "_"
+    if name.startswith("."):
+        name = "_" + name[1:]
+    if name.startswith("__"):
+        name = "x" + name
+    if name in ("zarr.json", "_", ""):
+        name = name + "_"
+    return name
+
+
+def _stem(name: str) -> str:
+    for suffix in _DICOM_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name  # no Path.stem: "1.2.840.1.3" is a UID, not a name with an extension
+
+
+def unique_names(raw: Sequence[str]) -> list[str]:
+    """`raw` slash-separated names made unique (case-insensitively, for case-insensitive file systems)
+    with ``_2``, ``_3``...; a name that is also a folder of another name is renamed too."""
+    folders = {"/".join(n.split("/")[:i]).lower() for n in raw for i in range(1, n.count("/") + 1)}
+    used: set[str] = set()
+    out = []
+    for name in raw:
+        candidate, k = name, 1
+        while candidate.lower() in used or candidate.lower() in folders:
+            k += 1
+            candidate = f"{name}_{k}"
+        used.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def output_names(paths: Sequence[str | os.PathLike], *, flat: bool = False) -> list[str]:
+    """One unique, safe name per path: the path relative to the inputs' common folder, each part made
+    safe, a .dcm/.dicom/.dic suffix dropped, "/" between folders (e.g. ``"patient1/ct/IM0001"``);
+    ``flat=True``: the file name only (``"IM0001"``, then ``"IM0001_2"``...)."""
+    if not paths:
+        return []
+    if flat:
+        return unique_names([safe_name(_stem(Path(p).name)) for p in paths])
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    raw = []
+    for p in absolute:
+        parts = p.relative_to(root).parts
+        raw.append("/".join([*(safe_name(q) for q in parts[:-1]), safe_name(_stem(parts[-1]))]))
+    return unique_names(raw)
+
+
+def file_jobs(paths: Sequence[str | os.PathLike], *, flat: bool = False) -> list[Job]:
+    """One job per file, named by :func:`output_names`."""
+    return [Job(name, (os.fspath(p),)) for name, p in zip(output_names(paths, flat=flat), paths)]
+
+
+def series_jobs(paths: Sequence[str | os.PathLike]) -> tuple[list[Job], list[str]]:
+    """One job per series (named by its SeriesInstanceUID), and the input files in no series
+    (not DICOM images: gpudcm.series.group_series skips them)."""
+    from .series import group_series
+
+    groups = group_series([os.fspath(p) for p in paths])
+    names = unique_names([safe_name(s.uid or "no-series-uid") for s in groups])
+    grouped = {p for s in groups for p in s.paths}
+    left_out = [os.fspath(p) for p in paths if os.fspath(p) not in grouped]
+    return [Job(n, tuple(s.paths), "series", s) for n, s in zip(names, groups)], left_out
+
+
+def _to_host(arr: Any) -> np.ndarray:
+    return arr.get() if hasattr(arr, "get") and not isinstance(arr, np.ndarray) else np.asarray(arr)
+
+
+def _series_info(paths: Sequence[str]) -> dict:
+    """Transfer syntax of a series' files (their file meta only)."""
+    from pydicom.filereader import read_file_meta_info
+
+    names = {read_file_meta_info(p).get("TransferSyntaxUID", "").name for p in paths}
+    return {"transfer_syntax": names.pop() if len(names) == 1 else "mixed"}
+
+
+def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool = True) -> tuple[np.ndarray | None, Outcome]:
+    """Decode `job` into a host (NumPy) array. Never raises for a bad input: the returned Outcome
+    says "failed" with the error's type and message (the array is then None)."""
+    from .api import _prepare, pixel_array
+    from .capabilities import backend_for
+    from .cuda.runtime import resolve_device
+    from .series import load_volume
+
+    t0 = time.perf_counter()
+    try:
+        if job.kind == "series":
+            arr = _to_host(load_volume(job.series, device=device, raw=raw, as_rgb=as_rgb))
+            info = {"frames": int(arr.shape[0])}
+            try:
+                info.update(_series_info(job.paths))
+            except Exception:  # decoded fine; the description is a nicety
+                pass
+        else:
+            ds, spec = _prepare(job.paths[0])  # parsed once; pixel_array(ds) is then pixel_array(path)
+            arr = _to_host(pixel_array(ds, device=device, raw=raw, as_rgb=as_rgb))
+            info = {"transfer_syntax": spec.transfer_syntax.name, "frames": spec.number_of_frames,
+                    "backend": backend_for(spec, resolve_device(device)).backend}
+    except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded, not raised
+        return None, Outcome(job.name, job.paths, "failed", seconds=time.perf_counter() - t0,
+                             error_type=type(exc).__name__, message=" ".join(str(exc).split()))
+    return arr, Outcome(job.name, job.paths, "done", seconds=time.perf_counter() - t0, bytes_out=arr.nbytes,
+                        bytes_in=_file_bytes(job.paths), shape=tuple(arr.shape), dtype=str(arr.dtype), **info)
+
+
+def _file_bytes(paths: Sequence[str]) -> int:
+    try:
+        return sum(os.path.getsize(p) for p in paths)
+    except OSError:
+        return 0

@@ -1,0 +1,334 @@
+"""PyTorch data loading: DataLoader workers parse and read on the CPU, the main process decodes batches.
+
+``DicomDataset.__getitem__`` runs in DataLoader workers and returns a small picklable :class:`Payload`:
+the validated header (pixel module only) and the pixel bytes in one uint8 tensor, which torch hands to the
+main process through shared memory. :class:`DicomLoader` (or ``dataset.decode(payloads)`` after any
+DataLoader with ``collate_fn=gpudcm.torch.collate_payloads``) decodes the whole batch with
+``gpudcm.decode_batch`` on the dataset's device and returns torch tensors without a copy (DLPack from
+CuPy on CUDA, ``torch.from_numpy`` on the CPU).
+
+A batch is a dict: ``"image"`` (one tensor (B, ...) when the items' shapes agree, else a list),
+``"index"`` (int64 dataset indices), ``"path"`` (file path, or the tuple of a series' paths), and for
+:class:`gpudcm.series.Series` items ``"uid"``, ``"spacing"`` (B, 3), ``"orientation"`` (B, 6) and
+``"origin"`` (B, 3) as float64 tensors (NaN where the files do not say).
+
+DDP: give the loader a ``DistributedSampler``; each rank decodes on its own device: ``device="cuda"``
+or ``"auto"`` use torch's current CUDA device (``torch.cuda.set_device(local_rank)``, as DDP scripts do),
+``device=f"cuda:{local_rank}"`` names it. Workers never touch CUDA, so the default fork start works.
+Call ``sampler.set_epoch(epoch)`` each epoch as usual; DistributedSampler pads the index list with
+repeats when the dataset does not divide evenly by the number of ranks (``drop_last=True`` drops instead).
+
+Native series travel as one multi-frame source per volume (one header to pickle and validate, one
+stacked decode straight into the batch array); encapsulated series (RLE, JPEG) travel slice by slice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+import torch
+from pydicom import config, dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from .api import _prepare, decode_batch
+from .cuda.runtime import resolve_device
+from .errors import GpudcmError
+from .series import Series, device_scope
+from .spec import PixelSpec
+
+Item = Union[str, "os.PathLike[str]", Series]  # one file, or one series volume
+
+
+@dataclass
+class Payload:
+    """What a worker hands the main process for one item (picklable; the bytes travel as a tensor)."""
+
+    index: int
+    headers: list[Dataset]  # pixel module only, pixel element emptied; one per decode source
+    sizes: list[int]  # bytes of each header's pixel element, back to back in `pixels`
+    pixels: torch.Tensor  # uint8
+    native: list[bool]  # whether each source is native (its bytes may stay a view)
+    shape: tuple[int, ...]  # decoded shape of the item
+    dtype: str
+    rescale: np.ndarray | None  # (slope, intercept) per frame (first axis), or one pair; None: no rescale
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _rescale_of(path: str) -> tuple[float, float] | None:
+    ds = dcmread(path, stop_before_pixels=True, force=True, specific_tags=[0x00281052, 0x00281053])
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope in (None, "") and intercept in (None, ""):
+        return None
+    return (1.0 if slope in (None, "") else float(slope), 0.0 if intercept in (None, "") else float(intercept))
+
+
+def _mergeable(specs: Sequence[PixelSpec]) -> bool:
+    """Native single-frame slices with one pixel layout: their frames can travel as one multi-frame source."""
+    first = specs[0]
+    key = (first.transfer_syntax, first.rows, first.columns, first.samples_per_pixel, first.bits_allocated,
+           first.bits_stored, first.pixel_representation, first.photometric_interpretation,
+           first.planar_configuration, first.pixel_keyword)
+    return (not first.is_encapsulated and first.bits_allocated % 8 == 0 and not first.is_ybr422_native
+            and first.pixel_keyword == "PixelData"
+            and all(s.number_of_frames == 1 and not s.is_encapsulated and
+                    (s.transfer_syntax, s.rows, s.columns, s.samples_per_pixel, s.bits_allocated, s.bits_stored,
+                     s.pixel_representation, s.photometric_interpretation, s.planar_configuration,
+                     s.pixel_keyword) == key for s in specs))
+
+
+def _detach(ds: Dataset, spec: PixelSpec, nbytes: int | None = None) -> memoryview:
+    """Take the pixel bytes out of `ds` (the header travels without them)."""
+    elem = ds[spec.pixel_keyword]
+    value = memoryview(elem.value)[:nbytes]
+    elem.value = b""
+    return value
+
+
+def _buffer(nbytes: int) -> torch.Tensor:
+    """A uint8 tensor; in a DataLoader worker, allocated in shared memory at once (the DataLoader would
+    otherwise copy it there when handing it to the main process)."""
+    if torch.utils.data.get_worker_info() is not None:
+        try:
+            return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
+        except (AttributeError, RuntimeError, TypeError):  # a private helper: fall back to the copy
+            pass
+    return torch.empty(nbytes, dtype=torch.uint8)
+
+
+def _pack(parts: Sequence[memoryview]) -> torch.Tensor:
+    out = _buffer(sum(len(p) for p in parts))
+    view, pos = out.numpy(), 0
+    for p in parts:
+        view[pos : pos + len(p)] = np.frombuffer(p, dtype=np.uint8)
+        pos += len(p)
+    return out
+
+
+def _geometry(value: Sequence[float] | None, n: int) -> list[float]:
+    return list(value) if value is not None else [float("nan")] * n
+
+
+def _series_payload(index: int, series: Series, rescale: bool) -> Payload:
+    prepared = [_prepare(p) for p in series.paths]
+    specs = [spec for _, spec in prepared]
+    first = specs[0]
+    odd = next((s for s in specs if (s.shape(), s.dtype) != (first.shape(), first.dtype)), None)
+    if odd is not None:
+        raise GpudcmError(f"series {series.uid or '<no uid>'}: cannot stack slices: {first.source} is "
+                          f"{first.shape()} {first.dtype} but {odd.source} is {odd.shape()} {odd.dtype}")
+    if len(prepared) > 1 and _mergeable(specs):
+        frame_bytes = first.frame_bits // 8
+        parts = [_detach(ds, spec, frame_bytes) for ds, spec in prepared]
+        header = prepared[0][0]
+        header.NumberOfFrames = len(parts)
+        headers, native = [header], [True]
+    else:
+        parts = [_detach(ds, spec) for ds, spec in prepared]
+        headers, native = [ds for ds, _ in prepared], [not s.is_encapsulated for s in specs]
+    sizes = [len(p) for p in parts] if len(headers) > 1 else [sum(len(p) for p in parts)]
+    single = len(specs) == 1 and first.number_of_frames > 1  # one multi-frame file: its frames are the slices
+    shape = first.shape() if single else (len(specs), *first.shape())
+    pairs = series.rescale
+    if rescale and pairs is None:  # a hand-made Series: read the tags
+        found = [_rescale_of(p) for p in series.paths]
+        pairs = None if all(r is None for r in found) else tuple(r or (1.0, 0.0) for r in found)
+    meta = {"path": tuple(series.paths), "uid": series.uid, "spacing": _geometry(series.spacing, 3),
+            "orientation": _geometry(series.orientation, 6), "origin": _geometry(series.origin, 3)}
+    return Payload(index, headers, sizes, _pack(parts), native, shape, first.dtype.str,
+                   _pairs(pairs) if rescale else None, meta)
+
+
+def _file_payload(index: int, path: str, rescale: bool) -> Payload:
+    ds, spec = _prepare(path)
+    part = _detach(ds, spec)
+    pairs = _rescale_of(path) if rescale else None
+    return Payload(index, [ds], [len(part)], _pack([part]), [not spec.is_encapsulated], spec.shape(),
+                   spec.dtype.str, _pairs(pairs), {"path": path})
+
+
+def _pairs(pairs) -> np.ndarray | None:
+    return None if pairs is None else np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+
+
+def prepare_item(index: int, item: Item, *, rescale: bool = False) -> Payload:
+    """Parse, validate and read one file or series on the CPU (what a DataLoader worker runs)."""
+    if isinstance(item, Series):
+        return _series_payload(index, item, rescale)
+    return _file_payload(index, os.fspath(item), rescale)
+
+
+def collate_payloads(payloads: list[Payload]) -> list[Payload]:
+    """DataLoader ``collate_fn`` for :class:`DicomDataset`: keep the payloads as a list."""
+    return payloads
+
+
+def _pixel_keyword(ds: Dataset) -> str:
+    return next(k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds)
+
+
+def _sources(payloads: Sequence[Payload], device: str) -> list[Dataset]:
+    """Put the pixel bytes back into the headers: views of the shared tensor where the device path reads
+    native bytes straight into its staging buffer, bytes elsewhere (pydicom's decoders want bytes)."""
+    sources = []
+    for p in payloads:
+        flat, pos = p.pixels.numpy(), 0
+        for ds, size, native in zip(p.headers, p.sizes, p.native):
+            chunk = flat[pos : pos + size]
+            pos += size
+            elem = ds[_pixel_keyword(ds)]
+            value = memoryview(chunk) if native and device == "cuda" else chunk.tobytes()
+            # a view is not a value pydicom's validation knows; it is read, never written back
+            ds[elem.tag] = DataElement(elem.tag, elem.VR, value, is_undefined_length=elem.is_undefined_length,
+                                       validation_mode=config.IGNORE)
+            sources.append(ds)
+    return sources
+
+
+def to_torch(arr: Any) -> torch.Tensor:
+    """A NumPy or CuPy array as a torch tensor sharing its memory (DLPack for CuPy)."""
+    if isinstance(arr, np.ndarray):
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        return torch.from_numpy(arr)
+    return torch.from_dlpack(arr)
+
+
+def _stack_parts(parts: list) -> Any:
+    if isinstance(parts[0], np.ndarray):
+        return np.stack(parts)
+    import cupy
+
+    return cupy.stack(parts)
+
+
+def decode_payloads(payloads: Sequence[Payload], *, device: str = "auto", transform: Callable | None = None,
+                    decoder: Callable = decode_batch) -> dict[str, Any]:
+    """Decode a batch of payloads on `device` (one ``decode_batch`` call) into the batch dict."""
+    kind, dev = _target(device)
+    sources = _sources(payloads, kind)
+    shapes = {(p.shape, p.dtype, len(p.headers)) for p in payloads}
+    with device_scope(str(dev)):
+        if len(shapes) == 1:  # one stacked decode straight into the batch array
+            stacked = decoder(sources, device=kind, stack=True)
+            images: Any = to_torch(stacked.reshape((len(payloads), *payloads[0].shape)))
+        else:
+            arrays, items, pos = decoder(sources, device=kind), [], 0
+            for p in payloads:
+                n = len(p.headers)
+                items.append(arrays[pos] if n == 1 else _stack_parts(arrays[pos : pos + n]))
+                pos += n
+            if len({(p.shape, p.dtype) for p in payloads}) == 1:
+                images = to_torch(_stack_parts(items))
+            else:
+                images = [to_torch(a) for a in items]
+    for p in payloads:  # the decoded arrays do not use the payloads' bytes; drop the views
+        for ds in p.headers:
+            ds[_pixel_keyword(ds)].value = b""
+    images = _rescale(images, payloads)
+    if transform is not None:
+        items = [transform(t) for t in images]
+        same = all(isinstance(t, torch.Tensor) and t.shape == items[0].shape and t.dtype == items[0].dtype for t in items)
+        images = torch.stack(items) if same else items
+    batch: dict[str, Any] = {
+        "image": images,
+        "index": torch.tensor([p.index for p in payloads], dtype=torch.int64),
+        "path": [p.meta["path"] for p in payloads],
+    }
+    if all("uid" in p.meta for p in payloads):
+        batch["uid"] = [p.meta["uid"] for p in payloads]
+        for key in ("spacing", "orientation", "origin"):
+            batch[key] = torch.tensor([p.meta[key] for p in payloads], dtype=torch.float64)
+    return batch
+
+
+def _rescale(images, payloads: Sequence[Payload]):
+    """Rescale Slope/Intercept in float32 (as MONAI's PydicomReader applies them): one pair per file, or
+    one per slice of a series; items without them get (1, 0) when batched with items that have them."""
+    if all(p.rescale is None for p in payloads):
+        return images
+
+    def apply(t: torch.Tensor, pairs: np.ndarray, lead: int) -> torch.Tensor:
+        k = torch.as_tensor(pairs.astype(np.float32), device=t.device)  # (..., k, 2)
+        shape = tuple(k.shape[:-1]) + (1,) * (t.ndim - lead)
+        return t.to(torch.float32) * k[..., 0].reshape(shape) + k[..., 1].reshape(shape)
+
+    pairs = [np.array([[1.0, 0.0]]) if p.rescale is None else p.rescale for p in payloads]
+    if isinstance(images, torch.Tensor):
+        k = max(len(r) for r in pairs)
+        return apply(images, np.stack([np.broadcast_to(r, (k, 2)) for r in pairs]), 2)
+    return [apply(t, r, 1) for t, r in zip(images, pairs)]
+
+
+def _target(device: str) -> tuple[str, torch.device]:
+    """(decode_batch device, torch device) for `device`; ``"auto"``/``"cuda"`` mean torch's current CUDA
+    device (CuPy's when torch has no CUDA)."""
+    kind = resolve_device(device)
+    if kind == "cpu":
+        return kind, torch.device("cpu")
+    name = (device or "auto").lower()
+    if name.startswith("cuda:"):
+        return kind, torch.device(name)
+    if torch.cuda.is_available():
+        return kind, torch.device("cuda", torch.cuda.current_device())
+    import cupy
+
+    return kind, torch.device("cuda", cupy.cuda.Device().id)
+
+
+class DicomDataset(torch.utils.data.Dataset):
+    """Map-style dataset over DICOM files and/or :class:`gpudcm.series.Series` volumes.
+
+    ``dataset[i]`` is the worker-side :class:`Payload` (parse + read, no decode); ``dataset.load(i)``
+    decodes one item. Decode happens in :meth:`decode` (what :class:`DicomLoader` calls per batch) on
+    `device` ("auto", "cpu", "cuda" or "cuda:N"). `transform` is applied after decode to each item's torch
+    tensor (on the decode device). ``rescale=True`` applies Rescale Slope/Intercept in float32 to files
+    that carry them. Series volumes are (slices, rows, columns[, samples]); files keep pydicom's shape.
+    """
+
+    def __init__(self, paths_or_series: Sequence[Item], transform: Callable | None = None, device: str = "auto",
+                 *, rescale: bool = False) -> None:
+        self.items = list(paths_or_series)
+        self.transform = transform
+        self.device = device
+        self.rescale = rescale
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Payload:
+        return prepare_item(index, self.items[index], rescale=self.rescale)
+
+    def decode(self, payloads: Sequence[Payload]) -> dict[str, Any]:
+        return decode_payloads(payloads, device=self.device, transform=self.transform)
+
+    def load(self, index: int) -> dict[str, Any]:
+        """Decode item `index` in this process: the batch dict of a batch of one."""
+        return self.decode([self[index]])
+
+
+class DicomLoader:
+    """A ``torch.utils.data.DataLoader`` over a :class:`DicomDataset` that decodes each batch in this
+    process (``dataset.decode``). Keyword arguments go to the DataLoader (``sampler``, ``num_workers``,
+    ``shuffle``, ``drop_last``, ``prefetch_factor``, ``persistent_workers``, ...)."""
+
+    def __init__(self, dataset: DicomDataset, batch_size: int = 1, **kwargs: Any) -> None:
+        if "collate_fn" in kwargs:
+            raise TypeError("DicomLoader sets collate_fn itself; use DicomDataset(transform=...) instead")
+        self.dataset = dataset
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_payloads, **kwargs)
+
+    @property
+    def sampler(self):
+        return self.loader.sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for payloads in self.loader:
+            yield self.dataset.decode(payloads)
