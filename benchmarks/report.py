@@ -21,18 +21,13 @@ the call until it lasts at least ``--min-sample-ms``. Medians are reported.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata
 
 import numpy as np
 import pydicom
@@ -42,74 +37,14 @@ from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID
 
 import gpudcm
+from gpudcm.bench.machine import machine_info as _machine_info, machine_lines
+from gpudcm.bench.timing import Fn, Pair, compare, per_call
 from workloads import WORKLOADS, Workload, available, unavailable
 
 OVERHEAD_TARGET = 1.05  # gpudcm-cpu / pydicom, median
 BATCH_WORKERS = 2
 GIL_FREE_SCALING = 1.25  # codec-only 2-thread speed-up above which the codec counts as releasing the GIL
-PACKAGES = (
-    "numpy", "pydicom", "pydicom-data", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg",
-    "pylibjpeg-rle", "pyjpegls", "pillow", "python-gdcm", "gpudcm",
-)
-
-Fn = Callable[[], object]
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def _per_call(fn: Fn, number: int) -> float:
-    """Seconds per call of `fn`, averaged over `number` back-to-back calls."""
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - start) / number
-
-
-@dataclass
-class Pair:
-    """Per-round seconds per call of a baseline (a) and a contender (b), measured interleaved."""
-
-    a: list[float]
-    b: list[float]
-    number: int  # calls per timing
-
-    @property
-    def a_ms(self) -> float:
-        return statistics.median(self.a) * 1e3
-
-    @property
-    def b_ms(self) -> float:
-        return statistics.median(self.b) * 1e3
-
-    @property
-    def ratio(self) -> float:
-        """median(b) / median(a)."""
-        return statistics.median(self.b) / statistics.median(self.a)
-
-    def paired_quartiles(self) -> tuple[float, float]:
-        """First and third quartile of the per-round ratios b/a (how noisy the ratio is)."""
-        ratios = sorted(b / a for a, b in zip(self.a, self.b))
-        if len(ratios) < 4:
-            return ratios[0], ratios[-1]
-        q = statistics.quantiles(ratios, n=4)
-        return q[0], q[2]
-
-
-def compare(a: Fn, b: Fn, rounds: int, min_sample_s: float) -> Pair:
-    """Warm up `a` and `b`, then time them for `rounds` interleaved rounds (order alternating)."""
-    a(), b()  # warm-up: imports, plugin look-up, page cache
-    est = min(_per_call(a, 1), _per_call(b, 1))
-    number = max(1, math.ceil(min_sample_s / max(est, 1e-6)))
-    pair = Pair([], [], number)
-    for r in range(rounds):  # no gc.collect() here: it would slow whichever contender runs next
-        if r % 2 == 0:
-            pair.a.append(_per_call(a, number))
-            pair.b.append(_per_call(b, number))
-        else:
-            pair.b.append(_per_call(b, number))
-            pair.a.append(_per_call(a, number))
-    return pair
+__all__ = ["Pair", "compare", "machine_info", "measure", "render"]  # Pair/compare: gpudcm.bench.timing
 
 
 # --------------------------------------------------------------------------- GIL probe
@@ -167,7 +102,7 @@ def gil_probe(w: Workload, rounds: int, min_sample_s: float) -> GilProbe:
     label, jobs = _codec_jobs(w)
     for job in jobs:  # warm-up, and the cost of one pass
         job()
-    one_pass = _per_call(lambda: [job() for job in jobs], 1)
+    one_pass = per_call(lambda: [job() for job in jobs], 1)
     # enough work that handing two loops to the pool (~0.1 ms) is noise next to it
     repeat = max(1, math.ceil(0.02 / max(one_pass, 1e-6)), math.ceil(16 / len(jobs)))
     jobs = jobs * repeat
@@ -187,69 +122,9 @@ def gil_probe(w: Workload, rounds: int, min_sample_s: float) -> GilProbe:
     return GilProbe(label, 1.0 / pair.ratio)
 
 
-# --------------------------------------------------------------------------- machine info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fp:
-            for line in fp:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str:
-    """``git rev-parse --short HEAD``; else the commit named by ``.git/HEAD``; else "unknown"."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:  # git missing or refusing the directory (e.g. another owner): read the ref ourselves
-        with open(os.path.join(root, ".git", "HEAD"), encoding="ascii") as fp:
-            head = fp.read().strip()
-        if head.startswith("ref: "):
-            ref = head[5:]
-            if not os.path.exists(os.path.join(root, ".git", ref)):
-                return f"unknown ({ref} has no commit, or git is unavailable)"
-            with open(os.path.join(root, ".git", ref), encoding="ascii") as fp:
-                head = fp.read().strip()
-        return f"{head[:7]} (from .git/HEAD)"
-    except OSError:
-        return "unknown"
-
-
-def machine_info() -> dict[str, str]:
-    """CPU, cores, load, Python and package versions, git commit."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    info = {
-        "date (UTC)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "host": platform.node(),
-        "cpu": _cpu_model(),
-        "cores": f"{os.cpu_count()} logical, {usable} usable by this process",
-        "load average (1/5/15 min, at start)": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "os": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "git commit": _git_commit(),
-    }
-    versions = []
-    for pkg in PACKAGES:
-        try:
-            versions.append(f"{pkg} {metadata.version(pkg)}")
-        except metadata.PackageNotFoundError:
-            pass
-    info["packages"] = ", ".join(versions)
-    return info
+def machine_info() -> dict:
+    """CPU, cores, load, Python, git commit and package versions (:func:`gpudcm.bench.machine.machine_info`)."""
+    return _machine_info(gpu=False)
 
 
 # --------------------------------------------------------------------------- report
@@ -379,10 +254,10 @@ def summary(rows: list[Row]) -> list[str]:
     return lines
 
 
-def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, skipped: dict[str, str]) -> str:
+def render(rows: list[Row], info: dict, args: argparse.Namespace, skipped: dict[str, str]) -> str:
     """The whole Markdown report."""
     lines = ["# gpudcm CPU path vs pydicom", ""]
-    lines += [f"- **{k}**: {v}" for k, v in info.items()]
+    lines += machine_lines(info)
     lines += [
         f"- **method**: median of {args.rounds} rounds ({args.batch_rounds} for batches), one warm-up call each, "
         f"contenders interleaved round by round (order alternating), each timing >= {args.min_sample_ms} ms "

@@ -2,7 +2,9 @@
 
 Groups are per workload, so ``pytest benchmarks`` prints pydicom and gpudcm side by side:
 ``<workload>`` for one decode of each file, ``<workload>-batch`` for ``decode_batch`` on two
-threads against a serial ``pydicom.pixels.pixel_array`` loop over the same repeated file list.
+threads against a serial ``pydicom.pixels.pixel_array`` loop over the same repeated file list, and
+``bench:<workload>`` for the ``gpudcm bench --quick`` workloads, timed through the same calls
+``gpudcm bench`` uses (:func:`gpudcm.bench.runner.pydicom_call`, :func:`~gpudcm.bench.runner.gpudcm_call`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import numpy as np
 from pydicom.pixels import pixel_array as pydicom_pixel_array
 
 import gpudcm
+from gpudcm.bench import workloads as bench
+from gpudcm.bench.runner import LOSSY, check, gpudcm_call, pydicom_call
 from workloads import Workload
 
 BATCH_WORKERS = 2
@@ -65,3 +69,20 @@ def test_batch_gpudcm_threads(benchmark, batch_workload: Workload) -> None:
     benchmark.extra_info["workers"] = BATCH_WORKERS
     out = benchmark(gpudcm.decode_batch, batch, device="cpu", workers=BATCH_WORKERS)
     _assert_same(out, _pydicom_each(batch))
+
+
+def test_bench_pydicom(benchmark, bench_workload: bench.Workload) -> None:
+    """``gpudcm bench``'s "pydicom 1 core" row."""
+    benchmark.group = f"bench:{bench_workload.name}"
+    benchmark.extra_info.update(syntax=bench_workload.syntax, frames=bench_workload.frames)
+    out = benchmark(pydicom_call(bench_workload.paths))
+    assert len(out) == len(bench_workload.paths)
+
+
+def test_bench_gpudcm_cpu(benchmark, bench_workload: bench.Workload) -> None:
+    """``gpudcm bench``'s "gpudcm cpu" row; its arrays must pass the bench's check against pydicom."""
+    benchmark.group = f"bench:{bench_workload.name}"
+    benchmark.extra_info.update(syntax=bench_workload.syntax, frames=bench_workload.frames)
+    out = benchmark(gpudcm_call(bench_workload.paths, "cpu"))
+    want = pydicom_call(bench_workload.paths)()
+    assert check(out, want, bench_workload.transfer_syntax in LOSSY) == "equal to pydicom"

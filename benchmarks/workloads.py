@@ -1,47 +1,45 @@
-"""Benchmark workloads: representative DICOM files grouped by transfer syntax / codec.
+"""Benchmark workloads: the ``gpudcm bench`` set (shared with the package) and a corpus registry.
 
-A workload is a small list of files that all use one codec. One "operation" decodes every file of
-the list once; a *batch* repeats the list to ``batch_size`` items for ``decode_batch`` comparisons.
-
-Files come from pydicom's own test files and from the ``pydicom-data`` package (module
-``data_store``). :func:`available` drops workloads whose files are missing or whose codec plugin is
-not installed, so the registry can be reused as is (pytest suite, ``benchmarks/report.py``, a later
-``gpudcm bench`` command).
+* :func:`bench_workloads`: the workloads ``gpudcm bench`` times (native CT series, RLE CT, JPEG lossless
+  CT, long JPEG baseline ultrasound, JPEG 2000 CT, HTJ2K), built by :mod:`gpudcm.bench.workloads` at
+  their ``--quick`` size in the same cache folder, so ``pytest benchmarks`` and ``gpudcm bench --quick``
+  time the same files with the same calls (:mod:`gpudcm.bench.runner`).
+* ``WORKLOADS``: small lists of pydicom / pydicom-data files grouped by codec, for the per-file overhead
+  and ``decode_batch`` comparisons of ``benchmarks/report.py``. A workload is a small list of files that
+  all use one codec; one "operation" decodes every file of the list once; a *batch* repeats the list to
+  ``batch_size`` items. :func:`available` drops those whose files or codec plugin are missing here.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-import pydicom
 from pydicom import dcmread
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
+from gpudcm.bench import workloads as bench
+from gpudcm.bench.workloads import data_dirs, find_file
+
+__all__ = ["WORKLOADS", "Workload", "available", "bench_skipped", "bench_workloads", "data_dirs", "find_file",
+           "unavailable"]
+
 
 @lru_cache(maxsize=1)
-def data_dirs() -> tuple[str, ...]:
-    """Folders searched for test files: pydicom's ``test_files`` then pydicom-data's ``data``."""
-    dirs = [os.path.join(os.path.dirname(pydicom.data.__file__), "test_files")]
-    try:
-        import data_store  # pydicom-data
-    except ImportError:
-        pass
-    else:
-        dirs.append(os.path.join(os.path.dirname(data_store.__file__), "data"))
-    return tuple(d for d in dirs if os.path.isdir(d))
+def _bench_built() -> tuple:
+    return tuple(bench.build_all(bench.default_cache(), quick=True))
 
 
-def find_file(name: str) -> str | None:
-    """Absolute path of test file `name`, or None when no data folder has it."""
-    for folder in data_dirs():
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            return path
-    return None
+def bench_workloads() -> list[bench.Workload]:
+    """The ``gpudcm bench --quick`` workloads that could be built here (cached, built on first use)."""
+    return [w for w in _bench_built() if isinstance(w, bench.Workload)]
+
+
+def bench_skipped() -> dict[str, str]:
+    """``gpudcm bench`` workload name -> why it could not be built here."""
+    return {w.name: w.reason for w in _bench_built() if isinstance(w, bench.Skipped)}
 
 
 @dataclass(frozen=True)
