@@ -38,3 +38,7 @@ python -m pytest -q -p no:cacheprovider "$@"
 cat "$GPUDCM_REPORT_DIR"/*.txt 2>/dev/null || true
 # the benchmark suite must keep working as tests (timings come from benchmarks/report.py)
 python -m pytest -q -p no:cacheprovider benchmarks --benchmark-disable
+# smoke tests of the reports: gpudcm bench (workloads built, every library checked against pydicom) and
+# the loader benchmark on the CPU
+gpudcm bench --quick --out "$GPUDCM_REPORT_DIR/bench"
+python benchmarks/gpu_loader.py --dry-run
