@@ -31,5 +31,9 @@ fi
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${PLATFORMS[@]}" -d .whl "${PACKAGES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
 python3 -m pip wheel -q --no-deps -w .whl . 2>&1 | grep -v "^WARNING: Location" || true
+if [ "${1:-}" != "--j2k" ]; then
+  # the HTJ2K bench workload (~7 MB), built here: the device has no imagecodecs (OpenJPH's encoder)
+  ${PYTHON:-python3} -c "from gpudcm.bench.workloads import build; print(build('htj2k', '.whl/bench-cache', 64))"
+fi
 ls -la .whl
 du -sh .whl

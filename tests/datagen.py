@@ -640,6 +640,43 @@ def _gen_padding(b: _Builder) -> None:
     )
 
 
+def _gen_htj2k(b: _Builder) -> None:
+    """HTJ2K Lossless, encoded by OpenJPH (through imagecodecs): pydicom has no HTJ2K encoder, and
+    neither pydicom's test files nor pydicom-data hold an HTJ2K file. Skipped without imagecodecs."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return
+    from pydicom.uid import HTJ2KLossless
+
+    rng = b.rng
+    specs = [
+        # name, frames, rows, cols, samples, bits stored, pixel rep, dtype, low, high, photometric, rgb transform
+        ("htj2k_u8", 1, 31, 17, 1, 8, 0, np.uint8, 0, 1 << 8, "MONOCHROME2", None),
+        ("htj2k_u12", 3, 16, 24, 1, 12, 0, np.uint16, 0, 1 << 12, "MONOCHROME2", None),
+        ("htj2k_i16", 2, 20, 9, 1, 16, 1, np.int16, -(1 << 15), 1 << 15, "MONOCHROME2", None),
+        ("htj2k_rgb8", 2, 12, 10, 3, 8, 0, np.uint8, 0, 1 << 8, "RGB", False),
+        ("htj2k_rct8", 1, 12, 10, 3, 8, 0, np.uint8, 0, 1 << 8, "YBR_RCT", True),
+    ]
+    for name, frames, rows, cols, spp, bits_stored, pixel_rep, dtype, low, high, photometric, mct in specs:
+        values = rng.integers(low, high, (frames, rows, cols, spp), dtype=dtype)
+        values[:, : rows // 2, : cols // 2] = values[:, :1, :1]  # some flat area
+        ds = _base_dataset(
+            HTJ2KLossless, rows=rows, cols=cols, frames=frames, spp=spp, photometric=photometric,
+            bits_allocated=8 * np.dtype(dtype).itemsize, bits_stored=bits_stored, pixel_rep=pixel_rep,
+        )
+        frames_bytes = [
+            imagecodecs.htj2k_encode(v if spp == 3 else v[..., 0], reversible=True, rgb=mct) for v in values
+        ]
+        ds.PixelData = encapsulate(frames_bytes)
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        ds.LossyImageCompression = "00"
+        ds.save_as(b.path(name), enforce_file_format=True)
+        # pydicom returns RGB for YBR_RCT (the codec inverts the transform)
+        b.add(name, values.reshape(_shape(frames, rows, cols, spp)), f"HTJ2K Lossless {bits_stored}-bit, {spp} sample(s), {photometric}")
+
+
 def generate_all(out_dir: pathlib.Path, *, seed: int = 0) -> list[GeneratedCase]:
     """Write every synthetic case into `out_dir` and return their descriptions."""
     out_dir = pathlib.Path(out_dir)
@@ -654,6 +691,7 @@ def generate_all(out_dir: pathlib.Path, *, seed: int = 0) -> list[GeneratedCase]
         _gen_ybr,
         _gen_rle,
         _gen_padding,
+        _gen_htj2k,
     ):
         gen(builder)
     names = [c.name for c in builder.cases]

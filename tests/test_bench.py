@@ -22,6 +22,7 @@ from pydicom.uid import (
 from gpudcm.bench import report, results, runner, timing, workloads
 from gpudcm.bench.pool import DecodePool, plan
 from gpudcm.cli import main as gpudcm_main
+from gpudcm.jpeg_markers import parse_j2k
 
 pytest.importorskip("data_store", reason="the bench workloads come from pydicom-data")
 
@@ -82,13 +83,34 @@ def test_ultrasound_workload_repeats_the_source_frames(cache):
     np.testing.assert_array_equal(got[1], pydicom_pixel_array(src, index=1))
 
 
-def test_htj2k_is_built_from_a_file_or_skipped_with_the_reason(cache):
+def test_htj2k_workload_decodes_to_the_source_slice(cache):
+    pytest.importorskip("imagecodecs")
     w = workloads.build("htj2k", cache, 2)
-    if workloads.find_htj2k() is None:
-        assert isinstance(w, workloads.Skipped) and "no HTJ2K source" in w.reason
-        assert not list(cache.glob("htj2k-*"))
-    else:
-        assert isinstance(w, workloads.Workload) and w.transfer_syntax in workloads.HTJ2K_SYNTAXES
+    assert isinstance(w, workloads.Workload), w
+    assert w.transfer_syntax == "1.2.840.10008.1.2.4.201" and w.frames == 2
+    src = workloads.find_file(next(n for n in workloads.CT_SOURCES if workloads.find_file(n)))
+    for path in w.paths:
+        ds = pydicom.dcmread(path)
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+        assert parse_j2k(frame).high_throughput  # really Part 15 block coding, not plain JPEG 2000
+        np.testing.assert_array_equal(pydicom_pixel_array(path), pydicom_pixel_array(src))
+
+
+def test_htj2k_without_an_encoder_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_imagecodecs(name, *args, **kwargs):
+        if name == "imagecodecs":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_imagecodecs)
+    monkeypatch.setattr(workloads, "find_htj2k", lambda: None)
+    w = workloads.build("htj2k", tmp_path, 2)
+    assert isinstance(w, workloads.Skipped) and "no HTJ2K source" in w.reason and "imagecodecs" in w.reason
+    assert not list(tmp_path.glob("htj2k-*"))
 
 
 def test_cache_is_reused_and_rebuilt_when_a_file_is_missing(tmp_path):

@@ -3,7 +3,8 @@
 Each recipe writes its files once into ``<cache>/<name>-<size>/`` and records them in a ``manifest.json``
 written last, so an interrupted build is redone on the next run. Sources are re-encoded with pydicom's own
 encoders where pydicom has one (RLE Lossless, JPEG 2000 Lossless through pylibjpeg-openjpeg); JPEG lossless,
-JPEG baseline and HTJ2K files are taken as they are (pydicom 3.0 has no encoder for them) and replicated.
+JPEG baseline files are taken as they are (pydicom 3.0 has no JPEG encoder) and replicated; HTJ2K is encoded
+by OpenJPH through imagecodecs (pydicom 3.0 has no HTJ2K encoder) unless an HTJ2K file is found.
 A recipe that cannot be built here returns a :class:`Skipped` with the reason instead of raising.
 """
 
@@ -110,13 +111,13 @@ class Recipe:
     full: int  # size (files or frames) of a full run
     quick: int  # size of a --quick run
     build: Callable[[Path, int], tuple[str, list[str]]] = field(repr=False)
-    sources: tuple[str, ...] = ()  # candidate source files, first found wins; () = found by find_htj2k
+    sources: tuple[str, ...] = ()  # candidate source files, first found wins
+    find: Callable[[], str | None] | None = field(default=None, repr=False)  # a source found by search first
 
     def source(self) -> str | None:
         """The source file this recipe would use here (it names the cache folder), or None."""
-        if not self.sources:
-            return find_htj2k()
-        return next((p for p in map(find_file, self.sources) if p), None)
+        found = self.find() if self.find is not None else None
+        return found or next((p for p in map(find_file, self.sources) if p), None)
 
 
 # --------------------------------------------------------------------------- builders
@@ -245,14 +246,26 @@ def find_htj2k() -> str | None:
 
 
 def build_htj2k(folder: Path, n: int) -> tuple[str, list[str]]:
-    """`n` copies of an HTJ2K file from the data folders."""
+    """`n` HTJ2K files: copies of an HTJ2K file from the data folders when one exists, else CT slices
+    encoded by OpenJPH through imagecodecs (pydicom 3.0 has no HTJ2K encoder)."""
     path = find_htj2k()
-    if path is None:
+    if path is not None:
+        return f"{os.path.basename(path)} as is, {n} copies", _replicate(path, folder, n)
+    try:
+        import imagecodecs
+    except ImportError:
         raise FileNotFoundError(
-            "no HTJ2K source: pydicom 3.0 has no HTJ2K encoder, pylibjpeg-openjpeg encodes JPEG 2000 Part 1 "
-            "only, and neither pydicom's test files nor pydicom-data hold an HTJ2K file"
-        )
-    return f"{os.path.basename(path)} as is, {n} copies", _replicate(path, folder, n)
+            "no HTJ2K source: pydicom 3.0 has no HTJ2K encoder, neither pydicom's test files nor pydicom-data "
+            "hold an HTJ2K file, and imagecodecs (OpenJPH's encoder) is not installed: pip install imagecodecs"
+        ) from None
+    path, ds = _first(CT_SOURCES)
+    arr = ds.pixel_array
+    ds.PixelData = encapsulate([imagecodecs.htj2k_encode(arr, reversible=True)])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = HTJ2KLossless
+    note = f"{os.path.basename(path)} encoded once by OpenJPH (imagecodecs) as HTJ2K Lossless, {n} slices"
+    return note, _series(ds, folder, n)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -266,7 +279,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("jpeg-baseline-us", "JPEG Baseline", "pylibjpeg-libjpeg", "ultrasound cine, one file", 240, 8,
                build_jpeg_baseline_us, US_SOURCES),
         Recipe("j2k-ct", "JPEG 2000 Lossless", "pylibjpeg-openjpeg", "CT series", 64, 4, build_j2k_ct, CT_SOURCES),
-        Recipe("htj2k", "HTJ2K", "pylibjpeg-openjpeg", "files", 64, 4, build_htj2k),
+        Recipe("htj2k", "HTJ2K Lossless", "pylibjpeg-openjpeg", "CT series", 64, 4, build_htj2k, CT_SOURCES,
+               find_htj2k),
     )
 }
 
