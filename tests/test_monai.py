@@ -16,6 +16,23 @@ from pydicom.data import get_testdata_file  # noqa: E402
 from gpudcm.monai import GpudcmReader  # noqa: E402
 from series_data import random_volume, tilted_orientation, write_series  # noqa: E402
 
+@pytest.fixture(autouse=True, scope="module")
+def keep_pydicom_plugins():
+    """LoadImage builds every MONAI reader, and NvImgCodecPydicomReader registers nvImageCodec as a pydicom
+    decoder plugin (where CUDA and nvImageCodec work): restore pydicom's plugins afterwards, so the tests
+    that follow compare against pydicom's own decoders."""
+    from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
+
+    saved = {uid: (dict(dec[0]._available), dict(dec[0]._unavailable)) for uid, dec in _PIXEL_DATA_DECODERS.items()}
+    yield
+    for uid, (available, unavailable) in saved.items():
+        dec = _PIXEL_DATA_DECODERS[uid][0]
+        dec._available.clear()
+        dec._available.update(available)
+        dec._unavailable.clear()
+        dec._unavailable.update(unavailable)
+
+
 KEYS = ("affine", "original_affine", "spatial_shape", "original_channel_dim", "spacing", "space",
         "00200037", "00200032", "00280030", "lastImagePositionPatient", "filename_or_obj")
 
