@@ -57,6 +57,7 @@ from .api import iter_frames, pixel_array
 from .errors import InvalidPixelData
 from .preprocessing import axis_taps, new_pixel_spacing
 from .source import load_dataset, source_name
+from .spec import pixel_spec
 
 __all__ = ["contact_sheet", "render", "show"]
 
@@ -368,9 +369,10 @@ def _load(src, ds: Dataset | None, frame: int | None, device: str) -> tuple[Arra
         arr, k = _pick_frame(src, ds, frame, name)
         return arr, (_frame_dataset(ds, k or 0) if ds is not None else None), k, name
     dataset, name = load_dataset(src)
-    frames = int(dataset.get("NumberOfFrames") or 1)
+    frames = pixel_spec(dataset, source=name).number_of_frames  # validated: a clear error for odd values
     k = _check_frame(frame, frames, name) if frame is not None else (0 if frames > 1 else None)
-    arr = pixel_array(dataset, index=k, device=device)
+    # index 0 even for single-frame files: pydicom's Dataset reader returns excess whole frames as more frames
+    arr = pixel_array(dataset, index=k or 0, device=device)
     return arr, _frame_dataset(dataset, k or 0), k, name
 
 
@@ -484,15 +486,13 @@ def _tiles(src, ds, *, max_tiles: int, device: str) -> tuple[list[tuple[int, Arr
         out = []
         for k in chosen:
             dataset, _ = load_dataset(paths[k])
-            frames = int(dataset.get("NumberOfFrames") or 1)
-            out.append((k, pixel_array(dataset, index=0 if frames > 1 else None, device=device),
-                        _frame_dataset(dataset, 0)))
+            out.append((k, pixel_array(dataset, index=0, device=device), _frame_dataset(dataset, 0)))
         return out, f"series of {len(paths)}"
     dataset, name = load_dataset(src)
-    n = int(dataset.get("NumberOfFrames") or 1)
+    n = pixel_spec(dataset, source=name).number_of_frames
     chosen = sample_indices(n, max_tiles)
     if n == 1:
-        return [(0, pixel_array(dataset, device=device), dataset)], name
+        return [(0, pixel_array(dataset, index=0, device=device), dataset)], name
     frames = iter_frames(dataset, indices=chosen, device=device)
     return [(k, arr, _frame_dataset(dataset, k)) for k, arr in zip(chosen, frames)], name
 

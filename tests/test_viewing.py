@@ -529,3 +529,28 @@ def test_cupy_decode_and_sheet():
     np.testing.assert_array_equal(cupy.asnumpy(sheet), gpudcm.contact_sheet(path, size=32))
     img = gpudcm.render(path_of("693_J2KR.dcm"), device="cuda")
     np.testing.assert_array_equal(cupy.asnumpy(img), gpudcm.render(path_of("693_J2KR.dcm")))
+
+
+@pytest.mark.parametrize("base", ["CT_small.dcm", "SC_rgb.dcm", "emri_small_RLE.dcm"])
+def test_lying_headers_give_a_picture_or_a_gpudcm_error(base, tmp_path):
+    """render and contact_sheet on files whose pixel module lies (tests/malformed.py): a picture equal to
+    render of frame 0 as pixel_array decodes it, or a GpudcmError; never a raw ValueError/TypeError
+    (a Rows=1 file with excess data once broke the sheet; NumberOfFrames 'abc' raised a raw ValueError)."""
+    import malformed
+
+    for case in malformed.header_lies(base):
+        path = tmp_path / "case.dcm"
+        path.write_bytes(case.data)
+        try:
+            img = gpudcm.render(str(path))
+        except gpudcm.GpudcmError:
+            with pytest.raises(gpudcm.GpudcmError):
+                gpudcm.contact_sheet(str(path), size=32)
+            continue
+        frame0 = gpudcm.pixel_array(str(path), index=0, device="cpu")
+        assert img.shape[:2] == frame0.shape[:2], case.name
+        try:  # the sheet decodes every frame: a later frame may still be refused
+            sheet = gpudcm.contact_sheet(str(path), size=32)
+        except gpudcm.GpudcmError:
+            continue
+        assert sheet.dtype == np.uint8 and sheet.shape[0] >= 32, case.name
