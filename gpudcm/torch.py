@@ -215,14 +215,18 @@ def decode_payloads(payloads: Sequence[Payload], *, device: str = "auto", transf
     with device_scope(str(dev)):
         if len(shapes) == 1:  # one stacked decode straight into the batch array
             stacked = decoder(sources, device=kind, stack=True)
-            images: Any = to_torch(stacked.reshape((len(payloads), *payloads[0].shape)))
+            # the decoded shape, not the header's: pydicom (and so gpudcm) may decode more frames than a
+            # lying Number of Frames says (0 on RLE data, say)
+            per_item = len(payloads[0].headers)
+            images: Any = to_torch(stacked if per_item == 1 else
+                                   stacked.reshape((len(payloads), per_item, *stacked.shape[1:])))
         else:
             arrays, items, pos = decoder(sources, device=kind), [], 0
             for p in payloads:
                 n = len(p.headers)
                 items.append(arrays[pos] if n == 1 else _stack_parts(arrays[pos : pos + n]))
                 pos += n
-            if len({(p.shape, p.dtype) for p in payloads}) == 1:
+            if len({(a.shape, a.dtype) for a in items}) == 1:
                 images = to_torch(_stack_parts(items))
             else:
                 images = [to_torch(a) for a in items]

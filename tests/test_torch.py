@@ -258,3 +258,18 @@ def test_cuda_batches_are_zero_copy(series_dirs):
     [loaded] = list(gt.DicomLoader(gt.DicomDataset(series, device="cuda", rescale=True), batch_size=3, num_workers=2))
     expected = written[0].volume.astype(np.float32) * np.float32(2.5) + np.float32(-1024.0)
     np.testing.assert_array_equal(loaded["image"][0].cpu().numpy(), expected)
+
+
+def test_items_take_the_decoded_shape_when_the_header_lies(tmp_path):
+    """Number of Frames 0 on 10-frame RLE data: pydicom decodes all 10 frames, and so must the batch."""
+    import malformed
+
+    case = next(c for c in malformed.header_lies("emri_small_RLE.dcm") if c.name.endswith("NumberOfFrames='0'"))
+    bad = tmp_path / "frames0.dcm"
+    bad.write_bytes(case.data)
+    want = gpudcm.pixel_array(str(bad), device="cpu")
+    assert want.shape == (10, 64, 64)
+    for items in ([str(bad)], [str(bad), str(bad)]):
+        batch = gt.DicomDataset(items, device="cpu").decode([gt.prepare_item(i, p) for i, p in enumerate(items)])
+        for image in batch["image"]:
+            np.testing.assert_array_equal(image.numpy(), want)
