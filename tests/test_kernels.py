@@ -86,7 +86,7 @@ def test_host_kernel_equals_cpu_on_corpus(path):
         np.testing.assert_array_equal(_host_decode(path, index=last), _cpu_raw(path, index=last))
 
 
-GEN_NATIVE = [c for c in generated_cases() if not c.name.startswith("rle")]
+GEN_NATIVE = [c for c in generated_cases() if native_ts(c.path)]
 
 
 @pytest.mark.parametrize("case", GEN_NATIVE, ids=lambda c: c.name)
