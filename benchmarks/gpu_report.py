@@ -30,6 +30,7 @@ from pydicom.pixels import pixel_array as pydicom_pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 import gpudcm
+from gpudcm.bench.limits import d2d, pinned_h2d
 
 
 def _dataset(frames: np.ndarray, tsyntax=ExplicitVRLittleEndian) -> Dataset:
@@ -91,11 +92,7 @@ def run(rounds: int) -> list[str]:
     ref = np.stack([pydicom_pixel_array(ds) for ds in series[:4]])
     assert np.array_equal(out[:4].get(), ref), "native series differs from pydicom"
     t_gpu = median_s(lambda: gpudcm.decode_batch(series, device="cuda", stack=True), rounds, sync)
-    pinned = cupy.cuda.alloc_pinned_memory(nbytes)
-    host = np.frombuffer(pinned, np.uint8, nbytes)
-    host[:] = np.frombuffer(b"".join(ds.PixelData for ds in series), np.uint8)
-    dev = cupy.empty(nbytes, cupy.uint8)
-    t_h2d = median_s(lambda: dev.set(host), rounds, sync)
+    t_h2d = median_s(pinned_h2d(b"".join(ds.PixelData for ds in series)), rounds, sync)
     t_cpu = median_s(lambda: [pydicom_pixel_array(ds) for ds in series], max(3, rounds // 5))
     for name, t in (("gpudcm cuda (decode_batch, stack)", t_gpu), ("pinned H2D copy of the same bytes", t_h2d), ("pydicom, 1 core", t_cpu)):
         lines.append(f"| native CT 256x512x512 u16 | {name} | {t * 1e3:.2f} | {nbytes / t / 1e9:.2f} | {t_h2d / t:.2f} of H2D |")
@@ -107,9 +104,7 @@ def run(rounds: int) -> list[str]:
     backend = gpudcm.backend_for(gpudcm.pixel_spec(vol), "cuda").backend
     t_rle = median_s(lambda: gpudcm.pixel_array(vol, device="cuda"), rounds, sync)
     t_pylj = median_s(lambda: pydicom_pixel_array(vol, decoding_plugin="pylibjpeg"), max(3, rounds // 5))
-    src = cupy.empty(decoded, cupy.uint8)
-    dst = cupy.empty(decoded, cupy.uint8)
-    t_d2d = median_s(lambda: dst.__setitem__(slice(None), src), rounds, sync)
+    t_d2d = median_s(d2d(decoded), rounds, sync)
     for name, t in ((f"gpudcm cuda ({backend})", t_rle), ("pylibjpeg-rle via pydicom, 1 core", t_pylj), ("device-to-device copy of the output size", t_d2d)):
         lines.append(f"| RLE 64x512x512 u16 | {name} | {t * 1e3:.2f} | {decoded / t / 1e9:.2f} | {t_pylj / t:.1f}x pylibjpeg |")
 
