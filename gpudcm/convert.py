@@ -17,11 +17,11 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from .errors import GpudcmError
+from .host import to_host
 from .jobs import Outcome
 
 TRANSFER_SYNTAXES = {"explicit": ExplicitVRLittleEndian, "rle": RLELossless}
@@ -44,7 +44,7 @@ def convert_dataset(ds: Dataset, transfer_syntax: str | UID, *, device: str = "c
         arr = pixel_array(ds, device=device, raw=True)  # stored values as they are
         if pi == "YBR_FULL_422" and uid == RLELossless:
             pi = "YBR_FULL"
-    arr = arr.get() if not isinstance(arr, np.ndarray) and hasattr(arr, "get") else arr
+    arr = to_host(arr)
     if spec.is_float:
         return set_pixel_data(ds, arr, pi, arr.dtype.itemsize * 8, transfer_syntax=uid, float_pixel_data=True,
                               generate_instance_uid=new_uid)

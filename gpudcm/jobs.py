@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .host import to_host
+
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -136,10 +138,6 @@ def series_jobs(paths: Sequence[str | os.PathLike]) -> tuple[list[Job], list[str
     return [Job(n, tuple(s.paths), "series", s) for n, s in zip(names, groups)], left_out
 
 
-def _to_host(arr: Any) -> np.ndarray:
-    return arr.get() if hasattr(arr, "get") and not isinstance(arr, np.ndarray) else np.asarray(arr)
-
-
 def _series_info(paths: Sequence[str]) -> dict:
     """Transfer syntax of a series' files (their file meta only)."""
     from pydicom.filereader import read_file_meta_info
@@ -159,7 +157,7 @@ def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool =
     t0 = time.perf_counter()
     try:
         if job.kind == "series":
-            arr = _to_host(load_volume(job.series, device=device, raw=raw, as_rgb=as_rgb))
+            arr = to_host(load_volume(job.series, device=device, raw=raw, as_rgb=as_rgb))
             info = {"frames": int(arr.shape[0])}
             try:
                 info.update(_series_info(job.paths))
@@ -167,7 +165,7 @@ def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool =
                 pass
         else:
             ds, spec = _prepare(job.paths[0])  # parsed once; pixel_array(ds) is then pixel_array(path)
-            arr = _to_host(pixel_array(ds, device=device, raw=raw, as_rgb=as_rgb))
+            arr = to_host(pixel_array(ds, device=device, raw=raw, as_rgb=as_rgb))
             info = {"transfer_syntax": spec.transfer_syntax.name, "frames": spec.number_of_frames,
                     "backend": backend_for(spec, resolve_device(device)).backend}
     except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded, not raised

@@ -55,6 +55,7 @@ from pydicom.dataset import Dataset
 from . import transforms as _t
 from .api import iter_frames, pixel_array
 from .errors import InvalidPixelData
+from .host import to_host
 from .preprocessing import axis_taps, new_pixel_spacing
 from .source import load_dataset, source_name
 from .spec import pixel_spec
@@ -572,7 +573,7 @@ def show(
     except ImportError as exc:  # pragma: no cover - the view extra is missing
         raise ImportError("gpudcm.show needs matplotlib: pip install 'gpudcm[view]'") from exc
     img, info = _render(src_or_array, ds, frame=frame, window=window, size=size, device=device)
-    host = img.get() if hasattr(img, "get") else img
+    host = to_host(img)
     if ax is None:
         fig, ax = plt.subplots()
     else:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .host import to_host
+
 
 def _window(args: argparse.Namespace):
     chosen = [w for w in (args.window is not None, args.voi is not None, args.minmax) if w]
@@ -26,7 +28,7 @@ def write_png(img, path: str | Path) -> None:
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - the view extra is missing
         raise SystemExit("gpudcm show needs Pillow: pip install 'gpudcm[view]'") from exc
-    host = np.ascontiguousarray(img.get() if hasattr(img, "get") else img)
+    host = np.ascontiguousarray(to_host(img))
     Image.fromarray(host).save(path, format="PNG")
 
 

@@ -29,6 +29,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from .errors import InvalidPixelData, UnsupportedTransferSyntax
+from .host import to_host
 
 __all__ = ["Requantized", "rescale_to_integers", "set_pixel_data"]
 
@@ -69,17 +70,6 @@ _PALETTE = (
 )
 _SWAP_ITEMSIZE = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 _RLE_MAX_SEGMENTS = 15  # PS3.5 Annex G.5
-
-
-def _to_host(arr: Any) -> np.ndarray:
-    """The array on the host: a CUDA array (anything with ``__cuda_array_interface__``: CuPy, or a
-    Numba/PyTorch CUDA array via a zero-copy CuPy view) is copied once; anything else goes through
-    ``np.asarray`` without a copy where possible. CuPy is imported only when a CUDA array arrives."""
-    if hasattr(arr, "__cuda_array_interface__"):
-        import cupy
-
-        return cupy.asarray(arr).get()
-    return np.asarray(arr)
 
 
 class Requantized(NamedTuple):
@@ -478,7 +468,7 @@ def set_pixel_data(
     Range Limit when the stored values' meaning or range changed, Palette Color LUTs when leaving
     PALETTE COLOR, the Modality LUT and Real World Value Mappings when requantizing.
     """
-    host = _to_host(arr)
+    host = to_host(arr)
     tsyntax = _target_syntax(ds, transfer_syntax)
     if host.dtype.kind == "b":
         host = host.view(np.uint8)

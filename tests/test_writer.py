@@ -32,7 +32,8 @@ from pydicom.valuerep import format_number_as_ds
 import gpudcm
 from corpus import corpus_files, corpus_id, generated_cases, reference_shape
 from gpudcm.errors import InvalidPixelData, UnsupportedTransferSyntax
-from gpudcm.writer import _set_module, _to_host, rescale_to_integers, set_pixel_data
+from gpudcm.host import to_host
+from gpudcm.writer import _set_module, rescale_to_integers, set_pixel_data
 
 NATIVE_OUT = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
 DCMDUMP = shutil.which("dcmdump")
@@ -611,8 +612,8 @@ def test_instance_uid():
 
 def test_host_copy_dispatch_for_numpy():
     arr = np.arange(6, dtype=np.uint16).reshape(2, 3)
-    assert _to_host(arr) is arr  # no copy, no CuPy import needed
-    assert_same(_to_host([[1, 2], [3, 4]]), np.array([[1, 2], [3, 4]]))
+    assert to_host(arr) is arr  # no copy, no CuPy import needed
+    assert_same(to_host([[1, 2], [3, 4]]), np.array([[1, 2], [3, 4]]))
 
 
 @pytest.mark.gpu

@@ -17,6 +17,7 @@ from pydicom import dcmread
 from pydicom.pixels import pixel_array as pydicom_pixel_array
 from pydicom.uid import UID
 
+from ..host import to_host
 from .pool import DecodePool, plan
 from .results import (
     D2D_DECODED,
@@ -67,10 +68,6 @@ class Settings:
     nvimgcodec_reason: str = ""
 
 
-def _to_host(arr):
-    return arr.get() if hasattr(arr, "get") and not isinstance(arr, np.ndarray) else arr
-
-
 def check(got, want: list[np.ndarray], lossy: bool) -> str:
     """How `got` (one array per file) agrees with pydicom's `want`; raises :class:`Mismatch` when it does not."""
     got = list(got)
@@ -78,7 +75,7 @@ def check(got, want: list[np.ndarray], lossy: bool) -> str:
         raise Mismatch(f"{len(got)} arrays for {len(want)} files")
     worst = 0
     for i, (g, w) in enumerate(zip(got, want)):
-        g = _to_host(g)
+        g = to_host(g)
         if g.shape != w.shape:
             raise Mismatch(f"file {i}: shape {g.shape}, pydicom's is {w.shape}")
         if not np.array_equal(g, w):
