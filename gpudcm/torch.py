@@ -31,14 +31,14 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from pydicom import config, dcmread
+from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from .api import _prepare, decode_batch
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError
-from .series import Series, device_scope
+from .series import Series, device_scope, read_header
 from .spec import PixelSpec
 
 Item = Union[str, "os.PathLike[str]", Series]  # one file, or one series volume
@@ -60,11 +60,8 @@ class Payload:
 
 
 def _rescale_of(path: str) -> tuple[float, float] | None:
-    ds = dcmread(path, stop_before_pixels=True, force=True, specific_tags=[0x00281052, 0x00281053])
-    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-    if slope in (None, "") and intercept in (None, ""):
-        return None
-    return (1.0 if slope in (None, "") else float(slope), 0.0 if intercept in (None, "") else float(intercept))
+    header = read_header(path)
+    return header.rescale if header is not None else None
 
 
 def _mergeable(specs: Sequence[PixelSpec]) -> bool:
