@@ -30,6 +30,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from .errors import InvalidPixelData, UnsupportedTransferSyntax
 from .host import to_host
+from .spec import _SAMPLES_FOR_PI
 
 __all__ = ["Requantized", "rescale_to_integers", "set_pixel_data"]
 
@@ -37,14 +38,8 @@ NATIVE_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExpli
 WRITABLE_SYNTAXES = (*NATIVE_SYNTAXES, RLELossless)
 
 # Samples per pixel for the Photometric Interpretations pydicom's set_pixel_data accepts.
-_SAMPLES = {
-    "MONOCHROME1": 1,
-    "MONOCHROME2": 1,
-    "PALETTE COLOR": 1,
-    "RGB": 3,
-    "YBR_FULL": 3,
-    "YBR_FULL_422": 3,
-}
+_SAMPLES = {pi: _SAMPLES_FOR_PI[pi]
+            for pi in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422")}
 _FLOAT_KEYWORDS = {4: ("FloatPixelData", "OF"), 8: ("DoubleFloatPixelData", "OD")}
 _FLOAT_KEYWORDS_ALL = ("FloatPixelData", "DoubleFloatPixelData")
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
