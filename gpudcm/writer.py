@@ -30,6 +30,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from .errors import InvalidPixelData, UnsupportedTransferSyntax
 from .host import to_host
+from .pydicom_compat import forget_pixel_array
 from .spec import _SAMPLES_FOR_PI
 
 __all__ = ["Requantized", "rescale_to_integers", "set_pixel_data"]
@@ -301,8 +302,7 @@ def _set_module(ds: Dataset, arr: np.ndarray, pi: str, bits_stored: int, layout:
     elem = ds["PixelData"]
     elem.VR = "OB" if arr.dtype.itemsize == 1 else "OW"
     elem.is_undefined_length = False
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)
 
 
 def _set_float_module(ds: Dataset, arr: np.ndarray, layout: tuple[int, int, int, int]) -> None:
@@ -321,8 +321,7 @@ def _set_float_module(ds: Dataset, arr: np.ndarray, layout: tuple[int, int, int,
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = arr.dtype.itemsize * 8
     ds.add_new(0x7FE00008 if keyword == "FloatPixelData" else 0x7FE00009, vr, arr.tobytes())
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)
 
 
 def _spacing_sites(ds: Dataset) -> list[tuple[Dataset, str]]:
@@ -585,5 +584,4 @@ def _encapsulate(ds: Dataset, frames: list[bytes]) -> None:
     elem = ds["PixelData"]
     elem.VR = "OB"
     elem.is_undefined_length = True
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)

@@ -90,8 +90,12 @@ def test_two_workers_decode_every_file_and_report_the_bad_one(client, inputs, tm
         assert meta["transfer_syntax"] == dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID.name
     frames = _array(out, "b/SC_rgb_rle_2frame")
     assert frames.shape == (2, 100, 100, 3) and frames.chunks == (1, 100, 100, 3)  # one chunk per frame
-    with pytest.raises(Exception):
-        _array(out, f"b/{paths[-1].stem}")  # nothing written for the bad file
+    # nothing written for the bad file: the store holds exactly one array per good file
+    stored = [n for n, m in zarr.open_group(str(out), mode="r").members(max_depth=None) if isinstance(m, zarr.Array)]
+    assert sorted(stored) == sorted(f"{p.parent.name}/{p.stem}" for p in paths[:-1])
+    bad = f"{paths[-1].parent.name}/{paths[-1].stem}"
+    with pytest.raises(FileNotFoundError, match=f"No array found in store .* at path {bad}"):
+        _array(out, bad)
     # the report: root attribute, JSON and CSV beside the store, all naming exactly the bad file
     report = json.loads((tmp_path / "out.zarr.report.json").read_text())
     assert report == zarr.open_group(str(out), mode="r").attrs["gpudcm_report"]
