@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DeviceUnavailable, GpudcmError
-from .jobs import Job, Outcome, expand_paths, file_jobs, run_job, series_jobs
+from .jobs import Job, Outcome, _file_bytes, expand_paths, file_jobs, run_job, series_jobs
 
 __all__ = ["ClusterPlan", "DecodeSummary", "Failure", "decode_to_zarr", "plan_cluster"]
 
@@ -329,8 +329,10 @@ def decode_to_zarr(
                             cpu_count=os.cpu_count() or 1, n_jobs=len(todo))
         client, to_close = _open_client(plan, scheduler)
         try:
+            # biggest inputs first: the longest tasks start at once instead of ending the run alone on one worker
+            todo.sort(key=lambda j: -_file_bytes(j.paths))
             futures = client.map(decode_and_write, todo, out=out, device=device, raw=raw, as_rgb=as_rgb, quiet=quiet,
-                                 pure=False)
+                                 pure=False)  # map runs them in list order
             job_of = {f.key: j for f, j in zip(futures, todo)}
             for future in as_completed(futures):
                 job = job_of[future.key]
