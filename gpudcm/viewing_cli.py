@@ -16,7 +16,10 @@ def _window(args: argparse.Namespace):
     if len(chosen) > 1:
         raise SystemExit("gpudcm show: give at most one of --window, --voi, --minmax")
     if args.window is not None:
-        return tuple(args.window)
+        center, width = args.window
+        if not (np.isfinite(center) and np.isfinite(width) and width >= 1):
+            raise ValueError(f"--window C W: the width must be at least 1 (DICOM's LINEAR window), not {width:g}")
+        return center, width
     if args.voi is not None:
         return args.voi
     return None if args.minmax else "auto"
