@@ -253,3 +253,55 @@ def test_capabilities_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     rle = next(r for r in rows if r["transfer_syntax"] == "RLE Lossless")
     assert rle["device"] == "cpu" and rle["available"] is True and rle["transfer_syntax_uid"] == "1.2.840.10008.1.2.5"
+
+
+# 3. the writer never leaves stale modality tags --------------------------------------------------------
+
+
+def _ct_and_hu():
+    ds = dcmread(CT)
+    return ds, apply_modality_lut(ds.pixel_array, ds)
+
+
+def test_writer_modality_values_reset_the_rescale(tmp_path):
+    from gpudcm.writer import set_pixel_data
+
+    ds, hu = _ct_and_hu()
+    assert float(ds.RescaleIntercept) == -1024
+    set_pixel_data(ds, hu.astype(np.int16), "MONOCHROME2", 16, values="modality")
+    assert (float(ds.RescaleSlope), float(ds.RescaleIntercept)) == (1.0, 0.0)
+    ds.save_as(tmp_path / "hu.dcm", enforce_file_format=True)
+    back = dcmread(tmp_path / "hu.dcm")
+    np.testing.assert_array_equal(apply_modality_lut(back.pixel_array, back), hu)  # read as HU, not shifted again
+    ds, _ = _ct_and_hu()
+    stored = ds.pixel_array.copy()
+    set_pixel_data(ds, stored, "MONOCHROME2", 16)  # stored values (the default): tags kept
+    assert float(ds.RescaleIntercept) == -1024
+
+
+def test_writer_float_pixel_data_drops_rescale_and_checks_sop_class():
+    from gpudcm.errors import InvalidPixelData
+    from gpudcm.writer import set_pixel_data
+
+    ds, hu = _ct_and_hu()
+    del ds.PixelData
+    with pytest.raises(InvalidPixelData, match=r"CT Image Storage .* only Parametric Map Storage \(1.2.840.10008.5.1.4.1.1.30\)"):
+        set_pixel_data(ds, hu.astype(np.float32), "MONOCHROME2", 32, float_pixel_data=True)
+    assert float(ds.RescaleIntercept) == -1024  # refused before anything changed
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.30"
+    with pytest.raises(InvalidPixelData, match="values='modality'"):
+        set_pixel_data(ds, hu.astype(np.float32), "MONOCHROME2", 32, float_pixel_data=True, values="stored")
+    set_pixel_data(ds, hu.astype(np.float32), "MONOCHROME2", 32, float_pixel_data=True)
+    assert "RescaleSlope" not in ds and "RescaleIntercept" not in ds and "RescaleType" not in ds
+    np.testing.assert_array_equal(np.frombuffer(ds.FloatPixelData, np.float32).reshape(hu.shape), hu)
+
+
+def test_writer_requantize_recomputes_the_rescale():
+    from gpudcm.errors import InvalidPixelData
+    from gpudcm.writer import set_pixel_data
+
+    ds, hu = _ct_and_hu()
+    with pytest.raises(InvalidPixelData, match="values='modality'"):
+        set_pixel_data(ds, hu / 2, "MONOCHROME2", 16, requantize=True, values="stored")
+    set_pixel_data(ds, hu / 2, "MONOCHROME2", 16, requantize=True)
+    np.testing.assert_allclose(apply_modality_lut(ds.pixel_array, ds), hu / 2, atol=float(ds.RescaleSlope))
