@@ -260,7 +260,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             progress.update(outcome.bytes_out, failed=outcome.status == "failed")
     print(_summary(outcomes, time.perf_counter() - start, device, key_label="source transfer syntax"))
     n_ok = sum(o.status == "done" for o in outcomes)
-    print(f"wrote {n_ok} files as {args.transfer_syntax} to {args.output}", file=sys.stderr)
+    n_copied = sum(o.status == "copied" for o in outcomes)
+    print(f"wrote {n_ok} files as {args.transfer_syntax} to {args.output}"
+          + (f"; copied {n_copied} objects without pixel data unchanged" if n_copied else ""), file=sys.stderr)
     return 1 if _report_failures(outcomes) else 0
 
 

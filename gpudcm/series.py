@@ -95,17 +95,19 @@ def _number(ds, keyword: str) -> float | None:
 
 def read_header(path: str | os.PathLike) -> SliceHeader | None:
     """The grouping/ordering header of `path`, or None when it is not a DICOM image (skipped)."""
+    from .classify import read_classified
+
     path = os.fspath(path)
+    ds, kind = read_classified(path, _TAGS)  # the same test as every consumer (gpudcm.classify)
+    if not kind.is_image:
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
             rows, cols = int(ds.Rows), int(ds.Columns)
             samples = int(ds.get("SamplesPerPixel") or 1)
             frames = int(ds.get("NumberOfFrames") or 1)
-    except (FileNotFoundError, PermissionError):
-        raise
-    except Exception:  # not DICOM, or no image pixel module: not part of any volume
+    except (TypeError, ValueError):  # unreadable Rows/Columns/Number of Frames: not part of any volume
         return None
     shape = ((frames,) if frames > 1 else ()) + (rows, cols) + ((samples,) if samples > 1 else ())
     instance = _number(ds, "InstanceNumber")

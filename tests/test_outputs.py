@@ -305,3 +305,17 @@ def test_writer_requantize_recomputes_the_rescale():
         set_pixel_data(ds, hu / 2, "MONOCHROME2", 16, requantize=True, values="stored")
     set_pixel_data(ds, hu / 2, "MONOCHROME2", 16, requantize=True)
     np.testing.assert_allclose(apply_modality_lut(ds.pixel_array, ds), hu / 2, atol=float(ds.RescaleSlope))
+
+
+def test_group_series_and_convert_classify_the_same_way(tmp_path, capsys):
+    root = _archive(tmp_path / "in")
+    groups = group_series([root])
+    assert sorted(os.path.relpath(p, root) for s in groups for p in s.paths) == ["a/IM0001.dcm", "b/IM0001.dcm"]
+    out = tmp_path / "out"
+    assert main(["convert", str(root), str(out), "--transfer-syntax", "rle"]) == 0
+    err = capsys.readouterr().err
+    assert "copied 3 objects without pixel data unchanged" in err and "README.txt: not a DICOM file" in err
+    for name in ("DICOMDIR", "report.dcm", "plan.dcm"):
+        assert (out / name).read_bytes() == (root / name).read_bytes()
+    assert not (out / "README.txt").exists()
+    assert dcmread(out / "a" / "IM0001.dcm").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
