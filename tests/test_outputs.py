@@ -319,3 +319,55 @@ def test_group_series_and_convert_classify_the_same_way(tmp_path, capsys):
         assert (out / name).read_bytes() == (root / name).read_bytes()
     assert not (out / "README.txt").exists()
     assert dcmread(out / "a" / "IM0001.dcm").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
+
+
+# 9. loaders ------------------------------------------------------------------------------------------
+
+
+def test_dataset_walks_a_folder_and_skips_non_images(tmp_path):
+    gt = pytest.importorskip("gpudcm.torch")
+    root = _archive(tmp_path / "in")
+    for given in (str(root), [root]):
+        ds = gt.DicomDataset(given, device="cpu")
+        assert sorted(os.path.relpath(p, root) for p in ds.items) == ["a/IM0001.dcm", "b/IM0001.dcm"]
+        assert sorted(os.path.basename(p) for p, _ in ds.not_images) == ["DICOMDIR", "README.txt", "plan.dcm",
+                                                                         "report.dcm"]
+    batch = gt.DicomDataset(str(root / "a"), device="cpu").load(0)
+    ct = dcmread(CT)
+    np.testing.assert_array_equal(batch["image"][0].numpy(), ct.pixel_array)
+    assert batch["spacing"].tolist() == [[float(v) for v in ct.PixelSpacing]]  # 2D items get spacing too
+
+
+def test_dataset_refuses_cuda_without_a_gpu_at_construction():
+    gt = pytest.importorskip("gpudcm.torch")
+    from gpudcm.cuda.runtime import cuda_status
+    from gpudcm.errors import DeviceUnavailable
+
+    if cuda_status()[0]:
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(DeviceUnavailable, match="CUDA is unavailable"):
+        gt.DicomDataset([CT], device="cuda")
+
+
+def test_dataset_on_error_skip(tmp_path, caplog):
+    gt = pytest.importorskip("gpudcm.torch")
+    bad = tmp_path / "bad.dcm"
+    ds = dcmread(CT)
+    ds.Rows = 4000  # more rows than the pixel data holds
+    ds.save_as(bad)
+    with pytest.raises(Exception):
+        gt.DicomDataset([CT, str(bad)], device="cpu").decode([gt.DicomDataset([str(bad)], device="cpu")[0]])
+    dataset = gt.DicomDataset([CT, str(bad), MR], device="cpu", on_error="skip")
+    batches = list(gt.DicomLoader(dataset, batch_size=3))
+    assert batches[0]["index"].tolist() == [0, 2] and batches[0]["path"] == [CT, MR]
+    np.testing.assert_array_equal(batches[0]["image"][1].numpy(), dcmread(MR).pixel_array)
+    assert [p for p, _ in dataset.skipped] == [str(bad)] and "skipped item 1" in caplog.text
+
+
+def test_load_image_finds_the_reader_by_name():
+    pytest.importorskip("monai")
+    import gpudcm.monai  # noqa: F401 - registers the name
+    from monai.transforms import LoadImage
+
+    img = LoadImage(reader="GpudcmReader", image_only=True)(CT)
+    np.testing.assert_array_equal(np.asarray(img), dcmread(CT).pixel_array.T.astype(np.float32) - 1024)
