@@ -371,3 +371,18 @@ def test_load_image_finds_the_reader_by_name():
 
     img = LoadImage(reader="GpudcmReader", image_only=True)(CT)
     np.testing.assert_array_equal(np.asarray(img), dcmread(CT).pixel_array.T.astype(np.float32) - 1024)
+
+
+# 7. capabilities tell what to install ------------------------------------------------------------------
+
+
+def test_capabilities_name_the_missing_gpu_library(monkeypatch):
+    import gpudcm.routing as routing
+    from gpudcm.capabilities import capabilities
+
+    monkeypatch.setattr(routing, "detect_env", lambda: routing.GpuEnv(nvjpeg=None, nvimgcodec=False))
+    rows = {str(c.transfer_syntax): c for c in capabilities("cuda")}
+    assert rows["1.2.840.10008.1.2.4.50"].reason.startswith("nvJPEG not installed: pip install 'gpudcm[cuda]'")
+    assert rows["1.2.840.10008.1.2.4.90"].reason.startswith("nvImageCodec not installed: pip install 'gpudcm[j2k]'")
+    assert "no GPU decoder yet" in rows["1.2.840.10008.1.2.4.80"].reason  # JPEG-LS: none exists
+    assert not any("no GPU decoder yet" in rows[u].reason for u in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.91"))
