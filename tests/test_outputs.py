@@ -386,3 +386,17 @@ def test_capabilities_name_the_missing_gpu_library(monkeypatch):
     assert rows["1.2.840.10008.1.2.4.90"].reason.startswith("nvImageCodec not installed: pip install 'gpudcm[j2k]'")
     assert "no GPU decoder yet" in rows["1.2.840.10008.1.2.4.80"].reason  # JPEG-LS: none exists
     assert not any("no GPU decoder yet" in rows[u].reason for u in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.91"))
+
+
+# 10. progress in the Python API ---------------------------------------------------------------------
+
+
+def test_decode_batch_progress(capsys):
+    import gpudcm
+
+    calls = []
+    arrays = gpudcm.decode_batch([CT, MR, CT], device="cpu", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    np.testing.assert_array_equal(arrays[1], dcmread(MR).pixel_array)
+    gpudcm.decode_batch([CT, MR], device="cpu", progress=True)
+    assert "2/2 files" in capsys.readouterr().err
