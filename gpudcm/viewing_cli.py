@@ -16,10 +16,7 @@ def _window(args: argparse.Namespace):
     if len(chosen) > 1:
         raise SystemExit("gpudcm show: give at most one of --window, --voi, --minmax")
     if args.window is not None:
-        center, width = args.window
-        if not (np.isfinite(center) and np.isfinite(width) and width >= 1):
-            raise ValueError(f"--window C W: the width must be at least 1 (DICOM's LINEAR window), not {width:g}")
-        return center, width
+        return tuple(args.window)
     if args.voi is not None:
         return args.voi
     return None if args.minmax else "auto"
@@ -42,12 +39,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.sheet:
         src = args.files if len(args.files) > 1 or Path(args.files[0]).is_dir() else args.files[0]
         img = contact_sheet(src, columns=args.columns, size=args.size or 256, window=window,
-                            max_tiles=args.max_tiles, device=args.device)
+                            max_tiles=args.max_tiles, device=args.device, square_pixels=True)
     else:
         if len(args.files) != 1:
             print("gpudcm show: one FILE, or several with --sheet", file=sys.stderr)
             return 2
-        img = render(args.files[0], frame=args.frame, window=window, size=args.size, device=args.device)
+        img = render(args.files[0], frame=args.frame, window=window, size=args.size, device=args.device,
+                     square_pixels=True)
     out = Path(args.out)
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)

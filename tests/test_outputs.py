@@ -400,3 +400,39 @@ def test_decode_batch_progress(capsys):
     np.testing.assert_array_equal(arrays[1], dcmread(MR).pixel_array)
     gpudcm.decode_batch([CT, MR], device="cpu", progress=True)
     assert "2/2 files" in capsys.readouterr().err
+
+
+# 12. viewing ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tags,expected", [
+    ({"PixelSpacing": [0.5, 1.0]}, (64, 128)),  # rows half as far apart: half as many rows on screen
+    ({"PixelSpacing": None, "PixelAspectRatio": [2, 1]}, (128, 64)),  # tall pixels: half as many columns
+])
+def test_show_draws_square_pixels(tmp_path, tags, expected):
+    pil = pytest.importorskip("PIL.Image")
+    ds = dcmread(CT)
+    for kw, value in tags.items():
+        if value is None:
+            del ds[kw]
+        else:
+            setattr(ds, kw, value)
+    ds.save_as(tmp_path / "ct.dcm")
+    assert main(["show", str(tmp_path / "ct.dcm"), "--out", str(tmp_path / "ct.png")]) == 0
+    png = np.asarray(pil.open(tmp_path / "ct.png"))
+    assert png.shape == expected
+
+
+def test_sheet_tiles_fill_the_cell_with_one_range(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    path = get_testdata_file("emri_small.dcm")  # 10 frames of 64 x 64, no window in the file
+    assert main(["show", path, "--sheet", "--size", "128", "--out", str(tmp_path / "s.png")]) == 0
+    sheet = np.asarray(pil.open(tmp_path / "s.png"))
+    frames = pydicom_pixel_array(path).astype(np.float64)
+    lo, hi = frames.min(), frames.max()  # one range for every tile
+    for k in (0, 5):
+        u8 = np.floor(np.clip((frames[k] - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
+        expected = np.repeat(np.repeat(u8, 2, axis=0), 2, axis=1)  # 64 -> the 128 tile, whole pixels
+        top, left = (k // 4) * 128, (k % 4) * 128
+        tile = sheet[top : top + 128, left : left + 128]
+        np.testing.assert_array_equal(tile[16:], expected[16:])  # below the frame-number label
