@@ -436,3 +436,20 @@ def test_sheet_tiles_fill_the_cell_with_one_range(tmp_path):
         top, left = (k // 4) * 128, (k % 4) * 128
         tile = sheet[top : top + 128, left : left + 128]
         np.testing.assert_array_equal(tile[16:], expected[16:])  # below the frame-number label
+
+
+def test_local_cluster_workers_ignore_ctrl_c():
+    """Ctrl-C goes to the whole process group: the workers ignore it (no traceback from each), the CLI
+    process shuts the cluster down and prints one line."""
+    import signal
+
+    from gpudcm.dask import ClusterPlan, _open_client
+
+    client, to_close = _open_client(ClusterPlan("local", 1), None)
+    try:
+        dispositions = client.run(lambda: int(signal.getsignal(signal.SIGINT) == signal.SIG_IGN))
+        assert list(dispositions.values()) == [1]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process still stops on Ctrl-C
+    finally:
+        for thing in to_close:
+            thing.close()
