@@ -334,7 +334,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
+        if argv is None:  # the real command line: the rest of the shutdown is noise
+            _silence_shutdown()
         return 130
+
+
+def _silence_shutdown() -> None:
+    """After Ctrl-C, distributed's exit handlers and asyncio report the interrupted cluster start or
+    shutdown with tracebacks; the user was told what happened, so stderr and logging go quiet."""
+    import logging
+
+    sys.stderr.flush()
+    logging.disable(logging.CRITICAL)
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - open until the process exits
 
 
 def _interrupted(args: argparse.Namespace) -> str:

@@ -18,11 +18,8 @@ import importlib.util
 import json
 import logging
 import os
-import signal
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +137,8 @@ def _open_client(plan: ClusterPlan, scheduler: Any):
                               f"({type(exc).__name__}); is it running?") from None
         return client, [client]
     options = dict(n_workers=plan.n_workers, threads_per_worker=plan.threads_per_worker,
-                   dashboard_address=None, silence_logs=logging.ERROR)
+                   dashboard_address=None, silence_logs=logging.ERROR,
+                   preload=["gpudcm._dask_worker"])  # workers ignore Ctrl-C: this process stops the run
     if plan.kind == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster
@@ -150,27 +148,11 @@ def _open_client(plan: ClusterPlan, scheduler: Any):
                 "(pip install dask-cuda); or use one GPU (CUDA_VISIBLE_DEVICES=0), or pass scheduler= "
                 "(a running cluster's address or a distributed.Client)"
             ) from exc
-        with _no_sigint():
-            cluster = LocalCUDACluster(**options)
+        cluster = LocalCUDACluster(**options)
     else:
-        with _no_sigint():
-            cluster = LocalCluster(processes=True, **options)
+        cluster = LocalCluster(processes=True, **options)
     client = Client(cluster)
     return client, [client, cluster]
-
-
-@contextmanager
-def _no_sigint():
-    """Start worker processes with Ctrl-C ignored (the disposition survives exec): Ctrl-C interrupts this
-    process, which shuts the cluster down, instead of printing a traceback from every worker."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _zarr():
