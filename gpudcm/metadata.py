@@ -122,6 +122,12 @@ def header_metadata(ds: Dataset) -> dict[str, Any]:
 def job_metadata(kind: str, paths: Sequence[str], series: Any = None, *, values: str = STORED) -> dict[str, Any]:
     """Metadata of one output array: a file (``kind="file"``) or a series (``series``: its
     gpudcm.series.Series, whose geometry is used). `values`: "stored" or "modality" (what the array holds)."""
+    with warnings.catch_warnings():  # pydicom's notes on odd values, raised as the elements are read
+        warnings.simplefilter("ignore")
+        return _job_metadata(kind, paths, series, values)
+
+
+def _job_metadata(kind: str, paths: Sequence[str], series: Any, values: str) -> dict[str, Any]:
     headers = [_header(p) for p in paths]
     first = header_metadata(headers[0])
     out: dict[str, Any] = {"kind": kind, "values": values, "sources": fingerprint(paths)}
