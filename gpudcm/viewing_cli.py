@@ -39,12 +39,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.sheet:
         src = args.files if len(args.files) > 1 or Path(args.files[0]).is_dir() else args.files[0]
         img = contact_sheet(src, columns=args.columns, size=args.size or 256, window=window,
-                            max_tiles=args.max_tiles, device=args.device)
+                            max_tiles=args.max_tiles, device=args.device, square_pixels=True)
     else:
         if len(args.files) != 1:
             print("gpudcm show: one FILE, or several with --sheet", file=sys.stderr)
             return 2
-        img = render(args.files[0], frame=args.frame, window=window, size=args.size, device=args.device)
+        img = render(args.files[0], frame=args.frame, window=window, size=args.size, device=args.device,
+                     square_pixels=True)
     out = Path(args.out)
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
