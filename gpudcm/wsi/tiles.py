@@ -86,20 +86,25 @@ def _pixel_options(spec: PixelSpec) -> dict:
                 pixel_keyword=spec.pixel_keyword, pixel_vr=spec.pixel_vr)
 
 
-def cpu_tile_decoder(spec: PixelSpec) -> Callable[[bytes], np.ndarray]:
-    """A function decoding one tile's bytes to pydicom's raw values (no colour conversion), shaped
-    ``spec.frame_shape``: imagecodecs for 8-bit JPEG and for JPEG 2000 / HTJ2K (the same libraries'
-    output pydicom's plugins give), else pydicom's decoder on the single frame."""
+def cpu_tile_decoder(spec: PixelSpec, *, exact: bool = True) -> tuple[Callable[[bytes], np.ndarray], bool]:
+    """A function decoding one tile's bytes, shaped ``spec.frame_shape``, and whether its output is
+    already colour converted (else: pydicom's raw values, converted after the batch).
+
+    JPEG 2000 / HTJ2K: imagecodecs' OpenJPEG (bit-exact with pydicom's plugin, GIL released); other
+    syntaxes: pydicom's decoder on the single frame. Lossy 8-bit JPEG with ``exact=False``: libjpeg-turbo
+    through imagecodecs with its own YCbCr -> RGB, as wsidicom decodes (within 5 levels of pydicom's
+    libjpeg 9 decode, 10x faster); with ``exact=True`` pydicom's own plugin (pydicom's values)."""
     ts = str(spec.transfer_syntax)
     ic = _imagecodecs()
-    if ic is not None and ts in _JPEG_8BIT and spec.bits_allocated == 8 and ic.JPEG8.available:
-        space = "GRAY" if spec.samples_per_pixel == 1 else "YCBCR"
+    if not exact and ic is not None and ts in _JPEG_8BIT and spec.bits_allocated == 8 and ic.JPEG8.available:
+        rgb = spec.samples_per_pixel == 3 and spec.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
+        # stored RGB stays as stored (as wsidicom asks libjpeg-turbo too)
+        kw = {"colorspace": "RGB", "outcolorspace": "RGB"} if spec.photometric_interpretation == "RGB" else {}
 
         def jpeg(data: bytes) -> np.ndarray:
-            # the stored components as they are: pydicom converts YBR after the decode
-            return ic.jpeg8_decode(data, colorspace=space, outcolorspace=space).reshape(spec.frame_shape)
+            return ic.jpeg8_decode(data, **kw).reshape(spec.frame_shape)
 
-        return jpeg
+        return jpeg, rgb
     if ic is not None and ts in J2K_SYNTAXES and ic.JPEG2K.available:
         from ..cuda.j2k import pydicom_j2k_finish
 
@@ -107,7 +112,7 @@ def cpu_tile_decoder(spec: PixelSpec) -> Callable[[bytes], np.ndarray]:
             raw = ic.jpeg2k_decode(data)
             return pydicom_j2k_finish(raw.reshape(spec.frame_shape), parse_j2k(data[:65536]), spec)
 
-        return j2k
+        return j2k, False
     decoder = cpu.decoder_for(spec)
     opts = _pixel_options(spec)
 
@@ -118,7 +123,7 @@ def cpu_tile_decoder(spec: PixelSpec) -> Callable[[bytes], np.ndarray]:
             arr, _ = decoder.as_array(src, raw=True, **opts)
         return cpu.native_order(arr).reshape(spec.frame_shape)
 
-    return generic
+    return generic, False
 
 
 def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
@@ -140,8 +145,9 @@ def _threads() -> ThreadPoolExecutor:
     return _pool
 
 
-def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], out: np.ndarray, threads: int | None) -> None:
-    decode = cpu_tile_decoder(spec)
+def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], out: np.ndarray, threads: int | None, exact: bool) -> bool:
+    """Decode `frames` into `out` on the thread pool; True when the output is already RGB."""
+    decode, converted = cpu_tile_decoder(spec, exact=exact)
 
     def one(k: int) -> None:
         try:
@@ -155,24 +161,26 @@ def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], out: np.ndarray, threa
     if threads == 1 or len(frames) < 2:
         for k in range(len(frames)):
             one(k)
-        return
-    list(_threads().map(one, range(len(frames))))
+    else:
+        list(_threads().map(one, range(len(frames))))
+    return converted
 
 
 def decode_tiles(spec: PixelSpec, frames: Sequence[bytes], device: str, out, *, ops=None, decoders=None,
-                 threads: int | None = None, raw: bool = False):
+                 threads: int | None = None, raw: bool = False, exact: bool = True):
     """Decode the tiles `frames` (one instance's encoded frames) into `out` (shape (n, *spec.frame_shape),
     NumPy for ``device="cpu"``, the device array module otherwise) and return it with pydicom's values:
     YBR converted to RGB as pydicom converts (``raw=True`` keeps the stored components).
 
     On the device, `ops` (default: this thread's CupyOps) and `decoders` (default: nvJPEG and
-    nvImageCodec) decode the GPU-routable frames in one batch per backend; the rest decode on the CPU."""
+    nvImageCodec) decode the GPU-routable frames in one batch per backend; the rest decode on the CPU.
+    ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
     if not frames:
         return out
     pi = conformed_photometric(spec, frames[0])
     if device == "cpu":
-        _decode_cpu(spec, frames, out, threads)
-        if not raw and pi in ("YBR_FULL", "YBR_FULL_422"):
+        converted = _decode_cpu(spec, frames, out, threads, exact)
+        if not raw and not converted and pi in ("YBR_FULL", "YBR_FULL_422"):
             out[...] = convert_color_space(out, "YBR_FULL", "RGB")
         return out
     from ..cuda.colour import ybr_to_rgb
@@ -182,13 +190,13 @@ def decode_tiles(spec: PixelSpec, frames: Sequence[bytes], device: str, out, *, 
         from ..cuda.ops import thread_ops
 
         ops = thread_ops()
-    one = cpu_tile_decoder(spec)
+    one, _ = cpu_tile_decoder(spec)  # the device path's CPU fallback gives pydicom's raw values
     if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
         decode_frames(spec, list(frames), out, ops=ops, env=ops.jpeg_env, decoders=decoders or ops.jpeg_decoders,
                       cpu_frame=lambda k: one(frames[k]))
     else:
         host = np.empty(out.shape, out.dtype)
-        _decode_cpu(spec, frames, host, threads)
+        _decode_cpu(spec, frames, host, threads, True)
         out[...] = ops.xp.asarray(host)
     if not raw and pi in ("YBR_FULL", "YBR_FULL_422"):
         out = ybr_to_rgb(out, launcher=ops.colour_launcher, xp=ops.xp)
