@@ -259,3 +259,53 @@ def test_device_path_through_stand_ins(pyramids, name):
     calls.clear()
     slide.read_region((0, 0), 0, slide.levels[0].size, device="cuda", ops=ops, decoders=decoders)
     assert len(calls) == len(slide.levels[0].instances)
+
+
+# -- the patch loader --------------------------------------------------------------------------------------
+
+def test_patch_dataset_cpu(pyramids):
+    torch = pytest.importorskip("torch")
+    from gpudcm.torch import SlidePatchDataset, SlidePatchLoader
+
+    pyr_a, pyr_b = pyramids["jpeg-rgb-full"], pyramids["j2k-rgb-sparse"]
+    coords = [(0, 0, 0), (1, 70, 50), (0, 400, 290), (1, 100, 100)]
+    ds = SlidePatchDataset([pyr_a.paths, pyr_b.paths], patch_size=(48, 32), level=0, coords=coords, device="cpu")
+    assert len(ds) == 4
+    batches = list(SlidePatchLoader(ds, batch_size=3, num_workers=2))
+    assert [b["image"].shape for b in batches] == [(3, 3, 32, 48), (1, 3, 32, 48)]
+    images = torch.cat([b["image"] for b in batches])
+    for (k, x, y), img in zip(coords, images):
+        canvas = truth_canvas((pyr_a, pyr_b)[k], 0)
+        want = np.full((32, 48, 3), 255, np.uint8)
+        part = canvas[y : y + 32, x : x + 48]
+        want[: part.shape[0], : part.shape[1]] = part
+        np.testing.assert_array_equal(img.permute(1, 2, 0).numpy(), want)
+    assert torch.cat([b["location"] for b in batches]).tolist() == [[x, y] for _, x, y in coords]
+
+
+def test_patch_grid_and_sampler(pyramids):
+    from gpudcm.torch import SlidePatchDataset
+
+    slide = wsi.open(pyramids["htj2k-rgb-concat"].paths)
+    ds = SlidePatchDataset([slide], patch_size=100, level=1, device="cpu")
+    assert len(ds) == 3 * 2  # 210 x 150 in 100 x 100 patches
+    ds = SlidePatchDataset([slide], patch_size=16, level=2, device="cpu", sampler=lambda k, s: [(5, 5), (90, 60)])
+    assert [tuple(ds[i]["location"].tolist()) for i in range(len(ds))] == [(5, 5), (90, 60)]
+    with pytest.raises(GpudcmError):
+        SlidePatchDataset([slide], coords=[(1, 0, 0)], device="cpu")
+
+
+def test_read_regions_decodes_shared_tiles_once(pyramids):
+    pyr = pyramids["htj2k-rgb-concat"]
+    slide = wsi.open(pyr.paths)
+    ops = HostOps()
+    ops.jpeg_env = FULL_ENV
+    spec = slide.levels[0].instances[0].reader.spec
+    seen = []
+    decoders = {"j2k": lambda f, infos, s, _fn=_stand_in_decoders(spec)["j2k"]: seen.append(len(f)) or _fn(f, infos, s)}
+    locs = [(0, 0), (10, 10), (40, 30)]  # all inside tiles (0..1, 0..1)
+    got = slide.read_regions(locs, 0, (50, 40), device="cuda", ops=ops, decoders=decoders)
+    assert sum(seen) == 4
+    canvas = truth_canvas(pyr, 0)
+    for (x, y), patch in zip(locs, got):
+        np.testing.assert_array_equal(patch, canvas[y : y + 40, x : x + 50])

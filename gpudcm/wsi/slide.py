@@ -246,29 +246,53 @@ class Slide:
         wsidicom, within 5 levels of pydicom's decode, several times faster); the default gives
         pydicom's values. ``threads`` caps the CPU decode threads (default: all cores)."""
         lv = self.level(level)
-        dev = _device(device, kw)
         if size is None:
             size = (lv.size[0] - int(location[0]), lv.size[1] - int(location[1]))
         plan = self._plan(lv, location, size)
-        z, p = lv.plane_index(focal_plane), lv.path_index(optical_path)
-        decoded = self._decode(lv, [(c, r, z, p) for c, r in plan.tiles], dev, **kw)
-        xp = np if dev == "cpu" else _array_module(decoded)
-        x, y = int(location[0]), int(location[1])
         shape = (plan.h, plan.w, lv.samples) if clip else (int(size[1]), int(size[0]), lv.samples)
+        batch = self._read_boxes(lv, [(location, size, plan)], shape, clip, device, focal_plane, optical_path,
+                                 None if out is None else out[None], kw)
+        return batch[0] if out is None else out
+
+    def read_regions(self, locations: Sequence[tuple[int, int]], level: int = 0, size: tuple[int, int] = (256, 256),
+                     device: str = "auto", *, focal_plane: int = 0, optical_path: str | int | None = None,
+                     out=None, **kw: Any):
+        """Many regions of one `size` as one (n, height, width, samples) array: the union of their tiles is
+        read and decoded once, in one batch (what a patch loader needs). The outside of the matrix is the
+        background (``clip=False`` semantics of :meth:`read_region`)."""
+        lv = self.level(level)
+        boxes = [(loc, size, self._plan(lv, loc, size)) for loc in locations]
+        shape = (int(size[1]), int(size[0]), lv.samples)
+        return self._read_boxes(lv, boxes, shape, False, device, focal_plane, optical_path, out, kw)
+
+    def _read_boxes(self, lv: Level, boxes, shape, clip: bool, device: str, focal_plane: int, optical_path, out, kw):
+        dev = _device(device, kw)
+        z, p = lv.plane_index(focal_plane), lv.path_index(optical_path)
+        tiles = list(dict.fromkeys(t for _, _, plan in boxes for t in plan.tiles))
+        slot = {t: k for k, t in enumerate(tiles)}
+        decoded = self._decode(lv, [(c, r, z, p) for c, r in tiles], dev, **kw)
+        xp = np if dev == "cpu" else _array_module(decoded)
+        want = (len(boxes), *shape)
         if out is None:
-            out = xp.empty(shape, dtype=decoded.dtype)
-        elif tuple(out.shape) != shape or out.dtype != decoded.dtype:
-            raise GpudcmError(f"out is {tuple(out.shape)} {out.dtype}, the region needs {shape} {decoded.dtype}")
-        ox, oy = (plan.x0, plan.y0) if clip else (x, y)  # the output's origin in matrix pixels
-        if not clip and shape[:2] != (plan.h, plan.w):
-            out[...] = xp.asarray(background_value(lv.header, lv.samples, str(lv.header.get("PhotometricInterpretation", "")),
-                                                   decoded.dtype))
+            out = xp.empty(want, dtype=decoded.dtype)
+        elif tuple(out.shape) != want or out.dtype != decoded.dtype:
+            raise GpudcmError(f"out is {tuple(out.shape)} {out.dtype}, the region needs {want[1:] if len(boxes) == 1 else want} "
+                              f"{decoded.dtype}")
         tw, th = lv.tile_size
-        for k, (c, r) in enumerate(plan.tiles):
-            tx0, ty0 = c * tw, r * th
-            sx0, sy0 = max(tx0, plan.x0), max(ty0, plan.y0)
-            sx1, sy1 = min(tx0 + tw, plan.x0 + plan.w), min(ty0 + th, plan.y0 + plan.h)
-            out[sy0 - oy : sy1 - oy, sx0 - ox : sx1 - ox] = decoded[k, sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0]
+        bg = None
+        for b, (location, size, plan) in enumerate(boxes):
+            ox, oy = (plan.x0, plan.y0) if clip else (int(location[0]), int(location[1]))  # output origin
+            if not clip and shape[:2] != (plan.h, plan.w):
+                if bg is None:
+                    bg = xp.asarray(background_value(lv.header, lv.samples, str(lv.header.get("PhotometricInterpretation", "")),
+                                                     decoded.dtype))
+                out[b] = bg
+            for c, r in plan.tiles:
+                k = slot[(c, r)]
+                tx0, ty0 = c * tw, r * th
+                sx0, sy0 = max(tx0, plan.x0), max(ty0, plan.y0)
+                sx1, sy1 = min(tx0 + tw, plan.x0 + plan.w), min(ty0 + th, plan.y0 + plan.h)
+                out[b, sy0 - oy : sy1 - oy, sx0 - ox : sx1 - ox] = decoded[k, sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0]
         return out
 
 

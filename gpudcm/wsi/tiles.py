@@ -135,14 +135,15 @@ def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
     return spec.photometric_interpretation
 
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _threads() -> ThreadPoolExecutor:
+    """The tile thread pool of this process (a forked DataLoader worker makes its own)."""
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="gpudcm-tiles")
-    return _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="gpudcm-tiles"))
+    return _pool[1]
 
 
 def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], out: np.ndarray, threads: int | None, exact: bool) -> bool:
