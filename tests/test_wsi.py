@@ -309,3 +309,19 @@ def test_read_regions_decodes_shared_tiles_once(pyramids):
     canvas = truth_canvas(pyr, 0)
     for (x, y), patch in zip(locs, got):
         np.testing.assert_array_equal(patch, canvas[y : y + 40, x : x + 50])
+
+
+def test_cli_info_and_show(pyramids, tmp_path, capsys):
+    from PIL import Image
+
+    from gpudcm.cli import main
+
+    pyr = pyramids["jpeg-mono-sparse"]
+    folder = str(pyr.paths[0].parent)
+    assert main(["info", folder]) == 0
+    text = capsys.readouterr().out
+    assert "3 level(s)" in text and "420 x 300" in text and "sparse" in text
+    out = tmp_path / "r.png"
+    assert main(["show", folder, "--level", "1", "--region", "10", "20", "60", "40", "--out", str(out)]) == 0
+    png = np.asarray(Image.open(out))
+    np.testing.assert_array_equal(png, truth_canvas(pyr, 1)[20:60, 10:70, 0])
