@@ -163,13 +163,14 @@ class Slide:
 
     # -- tiles -----------------------------------------------------------------------------------------
     def _decode(self, lv: Level, keys: Sequence[tuple[int, int, int, int] | None], device: str, *, ops=None,
-                decoders=None, threads: int | None = None, exact: bool = True):
-        """(n, tile rows, tile cols, samples) for `keys` (None or absent: background), one batch per instance."""
+                decoders=None, threads: int | None = None, exact: bool = True, sink=None):
+        """(n, tile rows, tile cols, samples) for `keys` (None or absent: background), one batch per instance.
+        On the CPU a `sink` (``sink(k, tile)``, from the decoding threads) takes the tiles instead."""
         tw, th = lv.tile_size
         samples = lv.samples
         xp = np if device == "cpu" else (ops.xp if ops is not None else _cupy())
         dtype = np.uint8 if int(lv.header.get("BitsAllocated", 8)) <= 8 else np.uint16
-        out = xp.empty((len(keys), th, tw, samples), dtype=dtype)
+        out = xp.empty((len(keys), th, tw, samples), dtype=dtype) if sink is None else None
         by_instance: dict[int, list[tuple[int, int]]] = {}
         blank = []
         for k, key in enumerate(keys):
@@ -180,7 +181,12 @@ class Slide:
                 by_instance.setdefault(where[0], []).append((k, where[1]))
         if blank:
             bg = background_value(lv.header, samples, str(lv.header.get("PhotometricInterpretation", "")), dtype)
-            out[xp.asarray(blank)] = xp.asarray(bg)
+            if sink is None:
+                out[xp.asarray(blank)] = xp.asarray(bg)
+            else:
+                tile = np.broadcast_to(bg, (th, tw, samples))
+                for k in blank:
+                    sink(k, tile)
         for inst_index, items in by_instance.items():
             inst = lv.instances[inst_index]
             spec = inst.reader.spec
@@ -189,12 +195,15 @@ class Slide:
                                        f"{spec.dtype}, the level's tiles {th}x{tw}x{samples} {np.dtype(dtype)}")
             frames = read_tile_bytes(inst.reader, [i for _, i in items])
             ks = [k for k, _ in items]
-            if len(by_instance) == 1 and not blank and ks == list(range(len(keys))):
-                target = out.reshape((len(keys), *spec.frame_shape))
-                decode_tiles(spec, frames, device, target, ops=ops, decoders=decoders, threads=threads, exact=exact)
+            opts = dict(ops=ops, decoders=decoders, threads=threads, exact=exact)
+            if sink is not None:
+                decode_tiles(spec, frames, device, None, **opts,
+                             sink=lambda j, tile, _ks=ks: sink(_ks[j], tile.reshape(th, tw, samples)))
+            elif len(by_instance) == 1 and not blank and ks == list(range(len(keys))):
+                decode_tiles(spec, frames, device, out.reshape((len(keys), *spec.frame_shape)), **opts)
             else:
                 part = xp.empty((len(ks), *spec.frame_shape), dtype=dtype)
-                part = decode_tiles(spec, frames, device, part, ops=ops, decoders=decoders, threads=threads, exact=exact)
+                part = decode_tiles(spec, frames, device, part, **opts)
                 out[xp.asarray(ks)] = part.reshape((len(ks), th, tw, samples))
         return out
 
@@ -269,30 +278,44 @@ class Slide:
         dev = _device(device, kw)
         z, p = lv.plane_index(focal_plane), lv.path_index(optical_path)
         tiles = list(dict.fromkeys(t for _, _, plan in boxes for t in plan.tiles))
-        slot = {t: k for k, t in enumerate(tiles)}
-        decoded = self._decode(lv, [(c, r, z, p) for c, r in tiles], dev, **kw)
-        xp = np if dev == "cpu" else _array_module(decoded)
+        dtype = np.uint8 if int(lv.header.get("BitsAllocated", 8)) <= 8 else np.uint16
+        xp = np if dev == "cpu" else (kw["ops"].xp if kw.get("ops") is not None else _cupy())
         want = (len(boxes), *shape)
         if out is None:
-            out = xp.empty(want, dtype=decoded.dtype)
-        elif tuple(out.shape) != want or out.dtype != decoded.dtype:
+            out = xp.empty(want, dtype=dtype)
+        elif tuple(out.shape) != want or out.dtype != dtype:
             raise GpudcmError(f"out is {tuple(out.shape)} {out.dtype}, the region needs {want[1:] if len(boxes) == 1 else want} "
-                              f"{decoded.dtype}")
+                              f"{np.dtype(dtype)}")
+        # where each tile goes: (box, output rows, output columns, tile rows, tile columns)
         tw, th = lv.tile_size
+        pastes: dict[Tile, list[tuple]] = {t: [] for t in tiles}
         bg = None
         for b, (location, size, plan) in enumerate(boxes):
             ox, oy = (plan.x0, plan.y0) if clip else (int(location[0]), int(location[1]))  # output origin
             if not clip and shape[:2] != (plan.h, plan.w):
                 if bg is None:
                     bg = xp.asarray(background_value(lv.header, lv.samples, str(lv.header.get("PhotometricInterpretation", "")),
-                                                     decoded.dtype))
+                                                     dtype))
                 out[b] = bg
             for c, r in plan.tiles:
-                k = slot[(c, r)]
                 tx0, ty0 = c * tw, r * th
                 sx0, sy0 = max(tx0, plan.x0), max(ty0, plan.y0)
                 sx1, sy1 = min(tx0 + tw, plan.x0 + plan.w), min(ty0 + th, plan.y0 + plan.h)
-                out[b, sy0 - oy : sy1 - oy, sx0 - ox : sx1 - ox] = decoded[k, sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0]
+                pastes[(c, r)].append((b, slice(sy0 - oy, sy1 - oy), slice(sx0 - ox, sx1 - ox),
+                                       slice(sy0 - ty0, sy1 - ty0), slice(sx0 - tx0, sx1 - tx0)))
+        keys = [(c, r, z, p) for c, r in tiles]
+        if dev == "cpu":  # each decoding thread pastes its tile where it goes: no second pass over the region
+
+            def sink(k: int, tile: np.ndarray) -> None:
+                for b, oys, oxs, tys, txs in pastes[tiles[k]]:
+                    out[b, oys, oxs] = tile[tys, txs]
+
+            self._decode(lv, keys, dev, sink=sink, **kw)
+            return out
+        decoded = self._decode(lv, keys, dev, **kw)
+        for k, t in enumerate(tiles):
+            for b, oys, oxs, tys, txs in pastes[t]:
+                out[b, oys, oxs] = decoded[k, tys, txs]
         return out
 
 

@@ -146,43 +146,56 @@ def _threads() -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], out: np.ndarray, threads: int | None, exact: bool) -> bool:
-    """Decode `frames` into `out` on the thread pool; True when the output is already RGB."""
+Sink = Callable[[int, np.ndarray], None]
+
+
+def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink, threads: int | None, exact: bool,
+                to_rgb: bool) -> None:
+    """Decode `frames` on the thread pool (``threads=1``: here, serially), each tile handed to
+    ``sink(k, tile)`` in the thread that decoded it; `to_rgb` converts YBR tiles as pydicom does."""
     decode, converted = cpu_tile_decoder(spec, exact=exact)
+    convert = to_rgb and not converted
 
     def one(k: int) -> None:
         try:
-            out[k] = decode(frames[k])
+            tile = decode(frames[k])
         except GpudcmError:
             raise
         except Exception as exc:
             raise DecodeError(f"{UID(str(spec.transfer_syntax)).name} tile decode failed: {type(exc).__name__}: {exc}",
                               source=spec.source, frame=k) from exc
+        sink(k, convert_color_space(tile, "YBR_FULL", "RGB") if convert else tile)
 
     if threads == 1 or len(frames) < 2:
         for k in range(len(frames)):
             one(k)
     else:
         list(_threads().map(one, range(len(frames))))
-    return converted
+
+
+def _store(out) -> Sink:
+    def sink(k: int, tile: np.ndarray) -> None:
+        out[k] = tile
+
+    return sink
 
 
 def decode_tiles(spec: PixelSpec, frames: Sequence[bytes], device: str, out, *, ops=None, decoders=None,
-                 threads: int | None = None, raw: bool = False, exact: bool = True):
+                 threads: int | None = None, raw: bool = False, exact: bool = True, sink: Sink | None = None):
     """Decode the tiles `frames` (one instance's encoded frames) into `out` (shape (n, *spec.frame_shape),
     NumPy for ``device="cpu"``, the device array module otherwise) and return it with pydicom's values:
     YBR converted to RGB as pydicom converts (``raw=True`` keeps the stored components).
 
-    On the device, `ops` (default: this thread's CupyOps) and `decoders` (default: nvJPEG and
-    nvImageCodec) decode the GPU-routable frames in one batch per backend; the rest decode on the CPU.
+    On the CPU a `sink` (``sink(k, tile)``, called from the decoding thread) may take each tile instead
+    of `out` (a region reader pastes tiles where they go without a second pass). On the device, `ops`
+    (default: this thread's CupyOps) and `decoders` (default: nvJPEG and nvImageCodec) decode the
+    GPU-routable frames in one batch per backend; the rest decode on the CPU.
     ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
     if not frames:
         return out
-    pi = conformed_photometric(spec, frames[0])
+    to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
     if device == "cpu":
-        converted = _decode_cpu(spec, frames, out, threads, exact)
-        if not raw and not converted and pi in ("YBR_FULL", "YBR_FULL_422"):
-            out[...] = convert_color_space(out, "YBR_FULL", "RGB")
+        _decode_cpu(spec, frames, sink or _store(out), threads, exact, to_rgb)
         return out
     from ..cuda.colour import ybr_to_rgb
     from ..cuda.jpeg_path import decode_frames
@@ -197,8 +210,8 @@ def decode_tiles(spec: PixelSpec, frames: Sequence[bytes], device: str, out, *, 
                       cpu_frame=lambda k: one(frames[k]))
     else:
         host = np.empty(out.shape, out.dtype)
-        _decode_cpu(spec, frames, host, threads, True)
+        _decode_cpu(spec, frames, _store(host), threads, True, False)
         out[...] = ops.xp.asarray(host)
-    if not raw and pi in ("YBR_FULL", "YBR_FULL_422"):
+    if to_rgb:
         out = ybr_to_rgb(out, launcher=ops.colour_launcher, xp=ops.xp)
     return out
