@@ -17,6 +17,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="auto")
+    p.add_argument("--cache", default=None, help="slide cache folder (default: gpudcm bench's)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     a = p.parse_args()
-    print(run(device=resolve_device(a.device), quick=a.quick, out=a.out))
+    print(run(device=resolve_device(a.device), quick=a.quick, cache=a.cache, out=a.out))

@@ -325,3 +325,47 @@ def test_cli_info_and_show(pyramids, tmp_path, capsys):
     assert main(["show", folder, "--level", "1", "--region", "10", "20", "60", "40", "--out", str(out)]) == 0
     png = np.asarray(Image.open(out))
     np.testing.assert_array_equal(png, truth_canvas(pyr, 1)[20:60, 10:70, 0])
+
+
+def test_bench_workload_runs(tmp_path):
+    pytest.importorskip("wsidicom")
+    from gpudcm.bench.wsi import run
+
+    text = run(device="cpu", quick=True, cache=str(tmp_path / "cache"), out=str(tmp_path / "out"))
+    assert "| gpudcm cpu fast (libjpeg-turbo) |" in text and "equal to wsidicom" in text
+    assert (tmp_path / "out" / "wsi-cpu-quick.md").is_file()
+
+
+# -- on a GPU (ci/gpu.sh) --------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith("native")])
+def test_cuda_regions_equal_cpu(pyramids, name):
+    import cupy
+
+    pyr = pyramids[name]
+    slide = wsi.open(pyr.paths)
+    for level in range(3):
+        W, H = slide.levels[level].size
+        for (x, y), (w, h) in _regions((W, H)):
+            got = slide.read_region((x, y), level, (w, h), device="cuda")
+            assert isinstance(got, cupy.ndarray)
+            want = slide.read_region((x, y), level, (w, h), device="cpu")
+            diff = np.abs(cupy.asnumpy(got).astype(int) - want.astype(int))
+            # nvJPEG's IDCT against pydicom's libjpeg (lossy); J2K / HTJ2K bit for bit
+            assert diff.max() <= (5 if pyr.codec == "jpeg" else 0), (name, level, diff.max(), diff.mean())
+
+
+@pytest.mark.gpu
+def test_cuda_patch_loader(pyramids):
+    torch = pytest.importorskip("torch")
+    from gpudcm.torch import SlidePatchDataset, SlidePatchLoader
+
+    pyr = pyramids["htj2k-rgb-concat"]
+    coords = [(0, 0, 0), (0, 70, 50), (0, 400, 290)]
+    gpu = SlidePatchDataset([pyr.paths], patch_size=64, coords=coords, device="cuda")
+    cpu_ = SlidePatchDataset([pyr.paths], patch_size=64, coords=coords, device="cpu")
+    (batch,) = list(SlidePatchLoader(gpu, batch_size=3))
+    assert batch["image"].is_cuda and batch["image"].shape == (3, 3, 64, 64)
+    want = torch.stack([cpu_[i]["image"] for i in range(3)])
+    assert torch.equal(batch["image"].cpu(), want)
