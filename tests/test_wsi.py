@@ -198,6 +198,26 @@ def test_misaligned_sparse_frame_is_refused(tmp_path):
         wsi.open(pyr.paths)
 
 
+def test_lying_number_of_frames_is_refused(tmp_path):
+    pyr = make_pyramid(tmp_path, codec="jpeg", levels=1, size=(128, 160))
+    ds = dcmread(pyr.paths[0])
+    ds.NumberOfFrames = 10**9
+    ds.save_as(pyr.paths[0])
+    with pytest.raises(InvalidPixelData, match="Number of Frames"):
+        wsi.open(pyr.paths)
+
+
+def test_missing_frames_are_refused_when_read(tmp_path):
+    pyr = make_pyramid(tmp_path, codec="jpeg", levels=1, size=(128, 160))
+    ds = dcmread(pyr.paths[0])
+    ds.NumberOfFrames = int(ds.NumberOfFrames) + 2  # the tile map expects frames the file does not hold
+    ds.TotalPixelMatrixRows = 256
+    ds.save_as(pyr.paths[0])
+    slide = wsi.open(pyr.paths)
+    with pytest.raises(GpudcmError):
+        slide.read_region((0, 0), 0, (160, 256), device="cpu")
+
+
 def test_not_a_slide(tmp_path):
     from tests.datagen import generate_all
 

@@ -80,7 +80,14 @@ class Instance:
 
     @property
     def frames(self) -> int:
-        return _int(self.header, "NumberOfFrames", self.path, 1)
+        """Number of Frames, refused when the file is too small to hold that many (an encapsulated frame
+        takes at least its 8-byte item header), before any tile map is built from it."""
+        n = _int(self.header, "NumberOfFrames", self.path, 1)
+        size = os.path.getsize(self.path)
+        if n * 8 > size:
+            raise InvalidPixelData(f"{self.path}: Number of Frames is {n} but the file holds {size} bytes "
+                                   f"(too few for {n} frames)")
+        return n
 
     @property
     def optical_paths(self) -> list[str]:
