@@ -27,7 +27,7 @@ WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 VOLUME_FLAVOURS = ("VOLUME", "NONE", "")
 
 
-def _first(ds: Dataset, *path: str):
+def first_item(ds: Dataset, *path: str):
     """ds.path[0].path[0]...; None when an element or item is missing."""
     cur = ds
     for kw in path:
@@ -103,14 +103,14 @@ class Instance:
     def sparse(self) -> bool:
         kind = str(self.header.get("DimensionOrganizationType", "TILED_FULL")).upper()
         return kind == "TILED_SPARSE" or (kind not in ("TILED_FULL",) and "PerFrameFunctionalGroupsSequence" in self.header
-                                          and _first(self.header.PerFrameFunctionalGroupsSequence[0], "PlanePositionSlideSequence") is not None)
+                                          and first_item(self.header.PerFrameFunctionalGroupsSequence[0], "PlanePositionSlideSequence") is not None)
 
     @property
     def pixel_spacing(self) -> tuple[float, float] | None:
         """(row spacing, column spacing) in mm."""
-        value = _first(self.header, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence", "PixelSpacing")
+        value = first_item(self.header, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence", "PixelSpacing")
         if value is None:
-            value = _first(self.header, "PerFrameFunctionalGroupsSequence", "PixelMeasuresSequence", "PixelSpacing")
+            value = first_item(self.header, "PerFrameFunctionalGroupsSequence", "PixelMeasuresSequence", "PixelSpacing")
         return (float(value[0]), float(value[1])) if value is not None and len(value) == 2 else None
 
     @property
@@ -119,7 +119,7 @@ class Instance:
         return int(self.header.get("ConcatenationFrameOffsetNumber", 0) or 0)
 
     def z_offset(self) -> float:
-        origin = _first(self.header, "SharedFunctionalGroupsSequence", "PlanePositionSlideSequence",
+        origin = first_item(self.header, "SharedFunctionalGroupsSequence", "PlanePositionSlideSequence",
                         "ZOffsetInSlideCoordinateSystem")
         return float(origin) if origin is not None else 0.0
 
@@ -129,15 +129,15 @@ class Instance:
         if len(per_frame) < self.frames:
             raise InvalidPixelData(f"{self.path}: TILED_SPARSE with {len(per_frame)} Per-Frame Functional Groups "
                                    f"items for {self.frames} frames")
-        shared_path = _first(self.header, "SharedFunctionalGroupsSequence", "OpticalPathIdentificationSequence",
+        shared_path = first_item(self.header, "SharedFunctionalGroupsSequence", "OpticalPathIdentificationSequence",
                              "OpticalPathIdentifier")
         out = []
         for i, fg in enumerate(per_frame[: self.frames]):
-            pos = _first(fg, "PlanePositionSlideSequence")
+            pos = first_item(fg, "PlanePositionSlideSequence")
             if pos is None or "ColumnPositionInTotalImagePixelMatrix" not in pos or "RowPositionInTotalImagePixelMatrix" not in pos:
                 raise InvalidPixelData(f"{self.path}: frame {i} has no Plane Position (Slide) with "
                                        "Column/Row Position In Total Image Pixel Matrix (TILED_SPARSE)")
-            path = _first(fg, "OpticalPathIdentificationSequence", "OpticalPathIdentifier")
+            path = first_item(fg, "OpticalPathIdentificationSequence", "OpticalPathIdentifier")
             z = pos.get("ZOffsetInSlideCoordinateSystem")
             out.append((int(pos.ColumnPositionInTotalImagePixelMatrix) - 1, int(pos.RowPositionInTotalImagePixelMatrix) - 1,
                         float(z) if z is not None else 0.0, str(path) if path is not None else shared_path))

@@ -13,7 +13,7 @@ import numpy as np
 from ..cuda.runtime import resolve_device
 from ..errors import GpudcmError, InvalidPixelData
 from .background import background_value
-from .instances import Instance, _first, expand, group_slides, read_instance
+from .instances import Instance, expand, first_item, group_slides, read_instance
 from .tiles import decode_tiles, read_tile_bytes
 
 Tile = tuple[int, int]  # (column, row) in tiles
@@ -109,7 +109,7 @@ def _build_level(index: int, instances: list[Instance]) -> Level:
         area = grid_cols * grid_rows
         z_values = {}
         for inst in instances:
-            step = _first(inst.header, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence", "SpacingBetweenSlices")
+            step = first_item(inst.header, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence", "SpacingBetweenSlices")
             step = float(step) if step is not None else 0.0
             z_values[inst.path] = [round(inst.z_offset() + k * step, 9) for k in range(inst.focal_planes)]
         planes = sorted({z for zs in z_values.values() for z in zs})
