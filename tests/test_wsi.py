@@ -271,9 +271,14 @@ def test_device_path_through_stand_ins(pyramids, name):
     for level in range(3):
         canvas = truth_canvas(pyr, level)
         H, W = canvas.shape[:2]
-        for (x, y), (w, h) in _regions((W, H))[:3]:
+        for (x, y), (w, h) in _regions((W, H)):
             got = slide.read_region((x, y), level, (w, h), device="cuda", ops=ops, decoders=decoders)
-            np.testing.assert_array_equal(got, canvas[y : y + h, x : x + w])
+            want = canvas[max(y, 0) : y + h, max(x, 0) : x + w]
+            np.testing.assert_array_equal(got, want)
+            padded = slide.read_region((x, y), level, (w, h), device="cuda", ops=ops, decoders=decoders, clip=False)
+            oy, ox = max(y, 0) - y, max(x, 0) - x
+            np.testing.assert_array_equal(padded[oy : oy + want.shape[0], ox : ox + want.shape[1]], want)
+            assert padded.shape == (h, w, pyr.samples) and padded.sum() >= want.sum()
     assert calls and all(n >= 1 for _, n in calls)
     # one decoder batch per instance for a whole-level read
     calls.clear()
