@@ -4,7 +4,7 @@ shape, dtype and colour handling. The decoders are injectable so CI drives the a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydicom.pixels.utils import _get_jpg_parameters
@@ -43,60 +43,6 @@ def conformed_photometric(spec: PixelSpec, frame: bytes) -> str:
     return pi
 
 
-def decode_frames(
-    spec: PixelSpec, data: Sequence[bytes | None], out, *, ops, env: GpuEnv, cpu_frame: Callable[[int], Any],
-    decoders: Decoders | None = None, frame_numbers: Sequence[int] | None = None,
-) -> list[FrameInfo]:
-    """Decode the JPEG-family frames `data` of one dataset into ``out[k]`` (raw samples: no colour
-    conversion): routed one by one, GPU frames in one batch per backend, the rest (and a GPU library
-    failing at run time) by ``cpu_frame(k)``. A None entry (a missing frame) goes to ``cpu_frame`` too.
-    Returns where each frame went (``frame_numbers`` name them; default 0, 1, ...)."""
-    xp = ops.xp
-    numbers = list(frame_numbers) if frame_numbers is not None else list(range(len(data)))
-    infos: list[FrameInfo] = []
-    routes, parsed = {}, {}
-    for k, frame in enumerate(data):
-        if frame is None:
-            routes[k] = None  # missing frame: the CPU path raises its own error
-            continue
-        try:
-            parsed[k] = parse_frame(spec, frame)
-            routes[k] = route_frame(spec, parsed[k], env)
-        except Exception:  # an unparsable header: pydicom's plugin decides (and raises if it must)
-            routes[k] = None
-    groups: dict[tuple, list[int]] = {}
-    for k in range(len(data)):
-        route = routes[k]
-        if route is None or route.backend == "cpu-plugin":
-            out[k] = xp.asarray(cpu_frame(k))
-            infos.append(FrameInfo(spec.source, numbers[k], "cpu-plugin", route.reason if route else "header not routable"))
-        else:
-            groups.setdefault((route.backend, route.mode), []).append(k)
-            infos.append(FrameInfo(spec.source, numbers[k], route.backend, route.reason))
-    decoders = decoders or (default_decoders() if groups else {})
-    for (backend, mode), ks in groups.items():
-        batch = [data[k] for k in ks]
-        metas = [parsed[k] for k in ks]
-        try:
-            decoded = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
-        except Exception as exc:  # a GPU library failing at run time: the CPU plugin decides, frame by frame
-            why = f"{backend} failed ({type(exc).__name__}: {exc}); decoded by the CPU plugin"
-            decoded = [xp.asarray(cpu_frame(k)) for k in ks]
-            for k in ks:
-                infos[k] = FrameInfo(spec.source, numbers[k], "cpu-plugin", why)
-        for k, arr in zip(ks, decoded):
-            out[k] = arr.reshape(out.shape[1:]).astype(out.dtype, copy=False)
-    return infos
-
-
-def finish_colour(spec: PixelSpec, first_frame: bytes | None, out, *, raw: bool, as_rgb: bool, ops):
-    """`out` (raw decoded JPEG-family frames) converted to RGB where pydicom converts it."""
-    pi = conformed_photometric(spec, first_frame) if first_frame is not None else spec.photometric_interpretation
-    if not raw and as_rgb and pi in YBR_PHOTOMETRICS:  # every frame is raw YBR here, as pydicom converts
-        return ybr_to_rgb(out, launcher=ops.colour_launcher, xp=ops.xp)
-    return out
-
-
 def decode_jpeg_family(
     ds, spec: PixelSpec, *, index: int | None, raw: bool, as_rgb: bool, ops, env: GpuEnv,
     decoders: Decoders | None = None, extended_offsets=None,
@@ -106,10 +52,44 @@ def decode_jpeg_family(
     buffer = ds.PixelData
     frames = frame_extents(spec, buffer, extended_offsets=extended_offsets)
     wanted = list(range(spec.number_of_frames)) if index is None else [spec.check_index(index)]
-    data = [bytes(frame_bytes(buffer, frames[i])) if i < len(frames) else None for i in wanted]
+    data = {i: bytes(frame_bytes(buffer, frames[i])) for i in wanted if i < len(frames)}
+    infos, routes, parsed = [], {}, {}
+    for i in wanted:
+        if i not in data:
+            routes[i] = None  # missing frame: the CPU path raises its own error
+            continue
+        try:
+            parsed[i] = parse_frame(spec, data[i])
+            routes[i] = route_frame(spec, parsed[i], env)
+        except Exception:  # an unparsable header: pydicom's plugin decides (and raises if it must)
+            routes[i] = None
     out = xp.empty((len(wanted), *spec.frame_shape), dtype=spec.dtype)
-    infos = decode_frames(spec, data, out, ops=ops, env=env, decoders=decoders, frame_numbers=wanted,
-                          cpu_frame=lambda k: cpu.decode(ds, spec, index=wanted[k], raw=True))
-    out = finish_colour(spec, data[0], out, raw=raw, as_rgb=as_rgb, ops=ops)
+    groups: dict[tuple, list[int]] = {}
+    for k, i in enumerate(wanted):
+        route = routes[i]
+        if route is None or route.backend == "cpu-plugin":
+            out[k] = xp.asarray(cpu.decode(ds, spec, index=i, raw=True))
+            infos.append(FrameInfo(spec.source, i, "cpu-plugin", route.reason if route else "header not routable"))
+        else:
+            groups.setdefault((route.backend, route.mode), []).append(k)
+            infos.append(FrameInfo(spec.source, i, route.backend, route.reason))
+    decoders = decoders or (default_decoders() if groups else {})
+    for (backend, mode), ks in groups.items():
+        batch = [data[wanted[k]] for k in ks]
+        metas = [parsed[wanted[k]] for k in ks]
+        try:
+            decoded = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
+        except Exception as exc:  # a GPU library failing at run time: the CPU plugin decides, frame by frame
+            why = f"{backend} failed ({type(exc).__name__}: {exc}); decoded by the CPU plugin"
+            decoded = [xp.asarray(cpu.decode(ds, spec, index=wanted[k], raw=True)) for k in ks]
+            for k in ks:
+                infos[k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why)
+        for k, arr in zip(ks, decoded):
+            out[k] = arr.reshape(spec.frame_shape).astype(spec.dtype, copy=False)
+    pi = conformed_photometric(spec, data[wanted[0]]) if wanted[0] in data else spec.photometric_interpretation
+    if not raw and as_rgb and pi in YBR_PHOTOMETRICS:  # every frame is raw YBR here, as pydicom converts
+        out = ybr_to_rgb(out, launcher=ops.colour_launcher, xp=xp)
     result = out[0] if index is not None or len(wanted) == 1 else out
     return result, infos
+
+

@@ -197,13 +197,13 @@ class Slide:
             ks = [k for k, _ in items]
             opts = dict(ops=ops, decoders=decoders, threads=threads, exact=exact)
             if sink is not None:
-                decode_tiles(spec, frames, device, None, **opts,
+                decode_tiles(inst.reader, frames, device, None, **opts,
                              sink=lambda j, tile, _ks=ks: sink(_ks[j], tile.reshape(th, tw, samples)))
             elif len(by_instance) == 1 and not blank and ks == list(range(len(keys))):
-                decode_tiles(spec, frames, device, out.reshape((len(keys), *spec.frame_shape)), **opts)
+                decode_tiles(inst.reader, frames, device, out.reshape((len(keys), *spec.frame_shape)), **opts)
             else:
                 part = xp.empty((len(ks), *spec.frame_shape), dtype=dtype)
-                part = decode_tiles(spec, frames, device, part, **opts)
+                part = decode_tiles(inst.reader, frames, device, part, **opts)
                 out[xp.asarray(ks)] = part.reshape((len(ks), th, tw, samples))
         return out
 

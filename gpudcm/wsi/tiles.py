@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.processing import convert_color_space
 from pydicom.uid import UID
@@ -26,7 +27,7 @@ from ..errors import DecodeError, GpudcmError
 from ..frames import frame_bytes, frame_extents
 from ..jpeg_markers import parse_j2k
 from ..routing import J2K_SYNTAXES, JPEG_SYNTAXES
-from ..spec import PixelSpec
+from ..spec import PixelSpec, pixel_spec
 
 _JPEG_8BIT = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
 
@@ -52,6 +53,21 @@ class FrameReader:
     @property
     def spec(self) -> PixelSpec:
         return self._open()[1]
+
+    def subset(self, frames: Sequence[bytes]) -> tuple[Any, PixelSpec]:
+        """A header-only copy of this instance holding just `frames` (encapsulated), and its spec: one
+        multi-frame source for gpudcm's batched device path."""
+        ds, spec, _ = self._open()
+        sub = Dataset()
+        for elem in ds:
+            if elem.tag != 0x7FE00010:
+                sub.add(elem)
+        sub.file_meta = ds.file_meta
+        sub.NumberOfFrames = len(frames)
+        sub.PixelData = encapsulate([bytes(f) for f in frames])
+        sub["PixelData"].VR = "OB"
+        sub["PixelData"].is_undefined_length = True
+        return sub, pixel_spec(sub, source=spec.source)
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
         """The bytes of frames `indices` (0-based within this file)."""
@@ -180,38 +196,38 @@ def _store(out) -> Sink:
     return sink
 
 
-def decode_tiles(spec: PixelSpec, frames: Sequence[bytes], device: str, out, *, ops=None, decoders=None,
+def decode_tiles(reader: FrameReader, frames: Sequence[bytes], device: str, out, *, ops=None, decoders=None,
                  threads: int | None = None, raw: bool = False, exact: bool = True, sink: Sink | None = None):
-    """Decode the tiles `frames` (one instance's encoded frames) into `out` (shape (n, *spec.frame_shape),
-    NumPy for ``device="cpu"``, the device array module otherwise) and return it with pydicom's values:
-    YBR converted to RGB as pydicom converts (``raw=True`` keeps the stored components).
+    """Decode the tiles `frames` (encoded frames of the instance behind `reader`) into `out` (shape
+    (n, *spec.frame_shape), NumPy for ``device="cpu"``, the device array module otherwise) and return it
+    with pydicom's values: YBR converted to RGB as pydicom converts (``raw=True`` keeps the stored components).
 
     On the CPU a `sink` (``sink(k, tile)``, called from the decoding thread) may take each tile instead
-    of `out` (a region reader pastes tiles where they go without a second pass). On the device, `ops`
-    (default: this thread's CupyOps) and `decoders` (default: nvJPEG and nvImageCodec) decode the
-    GPU-routable frames in one batch per backend; the rest decode on the CPU.
-    ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
+    of `out` (a region reader pastes tiles where they go without a second pass). On the device the tiles
+    go through gpudcm's JPEG-family device path as one multi-frame source (nvJPEG / nvImageCodec batches,
+    per-frame CPU fallback) behind `ops` (default: this thread's CupyOps) and `decoders` (default: the real
+    libraries). ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
+    spec = reader.spec
     if not frames:
         return out
-    to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
     if device == "cpu":
+        to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
         _decode_cpu(spec, frames, sink or _store(out), threads, exact, to_rgb)
         return out
-    from ..cuda.colour import ybr_to_rgb
-    from ..cuda.jpeg_path import decode_frames
-
     if ops is None:
         from ..cuda.ops import thread_ops
 
         ops = thread_ops()
-    one, _ = cpu_tile_decoder(spec)  # the device path's CPU fallback gives pydicom's raw values
     if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
-        decode_frames(spec, list(frames), out, ops=ops, env=ops.jpeg_env, decoders=decoders or ops.jpeg_decoders,
-                      cpu_frame=lambda k: one(frames[k]))
-    else:
-        host = np.empty(out.shape, out.dtype)
-        _decode_cpu(spec, frames, _store(host), threads, True, False)
-        out[...] = ops.xp.asarray(host)
-    if to_rgb:
-        out = ybr_to_rgb(out, launcher=ops.colour_launcher, xp=ops.xp)
+        from ..cuda.jpeg_path import decode_jpeg_family
+
+        ds, sub = reader.subset(frames)
+        arr, _ = decode_jpeg_family(ds, sub, index=None, raw=raw, as_rgb=True, ops=ops, env=ops.jpeg_env,
+                                    decoders=decoders or ops.jpeg_decoders)
+        out[...] = arr.reshape(out.shape)
+        return out
+    host = np.empty(out.shape, out.dtype)  # native / RLE tiles: decoded here, one copy to the device
+    to_rgb = not raw and spec.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
+    _decode_cpu(spec, frames, _store(host), threads, True, to_rgb)
+    out[...] = ops.xp.asarray(host)
     return out
