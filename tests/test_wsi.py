@@ -308,6 +308,17 @@ def test_patch_dataset_cpu(pyramids):
     assert torch.cat([b["location"] for b in batches]).tolist() == [[x, y] for _, x, y in coords]
 
 
+def test_patch_dataset_pickles(pyramids):
+    import pickle
+
+    from gpudcm.torch import SlidePatchDataset
+
+    ds = SlidePatchDataset([pyramids["j2k-mono-full"].paths], patch_size=40, device="cpu")
+    first = ds[3]["image"]
+    again = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker receives
+    assert again[3]["image"].equal(first) and first.shape == (1, 40, 40)
+
+
 def test_patch_grid_and_sampler(pyramids):
     from gpudcm.torch import SlidePatchDataset
 

@@ -40,6 +40,12 @@ class FrameReader:
         self._lock = threading.Lock()
         self._opened: tuple[Any, PixelSpec, list] | None = None
 
+    def __getstate__(self) -> dict:  # DataLoader workers started with spawn: reopened there on first use
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
     def _open(self) -> tuple[Any, PixelSpec, list]:
         with self._lock:
             if self._opened is None:
