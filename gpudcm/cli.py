@@ -107,6 +107,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             rows.append((label, "-", "-", "-", "-", "-", "-", "-", f"error: {exc}"))
     print(_table(("file", "transfer syntax", "frames x rows x cols x spp", "bits a/s", "photometric",
                   "planar", "dtype", "bytes", f"backend ({device})"), rows))
+    from .wsi.cli import print_slides
+
+    print_slides(args.paths)  # the levels of any whole slide among the files
     return 1 if failed else 0
 
 

@@ -417,3 +417,6 @@ class DicomLoader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for payloads in self.loader:
             yield self.dataset.decode(payloads)
+
+
+from .wsi.patches import SlidePatchDataset, SlidePatchLoader  # noqa: E402  (whole-slide patches, gpudcm.wsi)
