@@ -37,6 +37,7 @@ COMPLETE = "gpudcm_complete"  # array attribute written after the data: the arra
 REPORT_JSON = ".report.json"  # suffixes of the report files written beside the store
 REPORT_CSV = ".failures.csv"
 _CHUNK_BYTES = 32 << 20
+_THREADS_UP_TO_CORES = 2  # local CPU runs on this many cores or fewer use threads (see plan_cluster)
 _CONNECT_TIMEOUT = "5s"  # an unreachable --scheduler fails after this, not distributed's 30 s
 
 
@@ -86,7 +87,8 @@ class DecodeSummary:
 @dataclass(frozen=True)
 class ClusterPlan:
     """Where a run executes. ``kind``: "client" (a Client was given), "address" (connect to a
-    scheduler), "local" (start a LocalCluster) or "local-cuda" (start a dask_cuda.LocalCUDACluster)."""
+    scheduler), "local" (start a LocalCluster of worker processes), "local-threads" (a LocalCluster of
+    threads in this process) or "local-cuda" (start a dask_cuda.LocalCUDACluster)."""
 
     kind: str
     n_workers: int | None = None
@@ -98,9 +100,13 @@ def plan_cluster(scheduler: Any, device: str, workers: int | None, *, gpu_count:
     """Choose the cluster (pure; `device` already resolved to "cpu" or "cuda").
 
     Local CPU runs start ``workers`` (default: one per core, at most one per job) single-threaded
-    processes, since pydicom and the CPU codecs hold the GIL. Several GPUs: one worker per GPU
-    (``workers`` caps it). One GPU: ``workers`` (default up to 4) processes share it, so files are
-    parsed on several cores while the device decodes.
+    processes, since pydicom and the CPU codecs hold the GIL; on a machine of at most
+    ``_THREADS_UP_TO_CORES`` cores, unless ``workers`` asks for processes, one in-process worker with a
+    thread per core instead: starting worker interpreters there cost more CPU than the second core gave
+    back (benchmarks/archive.py: the demo set's Zarr run used 2.5x the CPU time of the .npy run with two
+    worker processes, 1.2-1.5x with threads, which still overlap NumPy, zstd and file I/O).
+    Several GPUs: one worker per GPU (``workers`` caps it). One GPU: ``workers`` (default up to 4)
+    processes share it, so files are parsed on several cores while the device decodes.
     """
     if workers is not None and workers < 1:
         raise GpudcmError(f"workers must be at least 1, not {workers}")
@@ -111,6 +117,8 @@ def plan_cluster(scheduler: Any, device: str, workers: int | None, *, gpu_count:
         return ClusterPlan("local-cuda", min(workers or gpu_count, gpu_count))
     if device == "cuda":
         return ClusterPlan("local", workers or max(1, min(4, cpu_count, limit)))
+    if workers is None and cpu_count <= _THREADS_UP_TO_CORES:
+        return ClusterPlan("local-threads", 1, threads_per_worker=max(1, min(cpu_count, limit)))
     return ClusterPlan("local", workers or max(1, min(cpu_count, limit)))
 
 
@@ -149,6 +157,9 @@ def _open_client(plan: ClusterPlan, scheduler: Any):
                 "(a running cluster's address or a distributed.Client)"
             ) from exc
         cluster = LocalCUDACluster(**options)
+    elif plan.kind == "local-threads":
+        options.pop("preload")  # this process handles Ctrl-C itself
+        cluster = LocalCluster(processes=False, **options)
     else:
         cluster = LocalCluster(processes=True, **options)
     client = Client(cluster)

@@ -206,6 +206,11 @@ def test_plan_cluster_choices():
     assert plan(device="cpu", gpus=4) == ClusterPlan("local", 8)
     assert plan(scheduler="tcp://10.0.0.1:8786", device="cuda", gpus=4) == ClusterPlan("address")
     assert plan(scheduler=object()) == ClusterPlan("client")
+    # two cores: threads in this process (worker interpreters cost more than the second core gives back)
+    assert plan(cpus=2) == ClusterPlan("local-threads", 1, threads_per_worker=2)
+    assert plan(cpus=2, jobs=1) == ClusterPlan("local-threads", 1, threads_per_worker=1)
+    assert plan(cpus=2, workers=2) == ClusterPlan("local", 2)  # asked for processes
+    assert plan(cpus=2, device="cuda", gpus=1) == ClusterPlan("local", 2)
     with pytest.raises(gpudcm.GpudcmError, match="workers"):
         plan(workers=0)
 
