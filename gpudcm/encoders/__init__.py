@@ -80,6 +80,20 @@ def _encode_cpu(host: np.ndarray, req: Request, indices: list[int], workers: int
         return dict(zip(indices, pool.map(one, indices)))
 
 
+def accepted(frames: list[bytes | None], req: Request) -> dict[int, bytes]:
+    """The GPU's codestreams that exist and pass the check (the others are encoded on the CPU)."""
+    out = {}
+    for i, data in enumerate(frames):
+        if data is None:
+            continue
+        try:
+            check(data, req)
+        except InvalidPixelData:
+            continue
+        out[i] = data
+    return out
+
+
 def _wants_gpu(arr: Any, req: Request, device: str) -> bool:
     if device == "cpu":
         return False
@@ -109,15 +123,7 @@ def encode_frames(arr: Any, req: Request, *, device: str = "auto", workers: int 
     if _wants_gpu(arr, req, device):
         import cupy
 
-        frames = gpu.encode_batch(cupy.asarray(arr), req, nvimgcodec=nvimgcodec)
-        for i, data in enumerate(frames):
-            if data is None:
-                continue
-            try:
-                check(data, req)
-            except InvalidPixelData:
-                continue
-            out[i] = data
+        out.update(accepted(gpu.encode_batch(cupy.asarray(arr), req, nvimgcodec=nvimgcodec), req))
         backends.append("nvimgcodec")
     todo = [i for i in range(n) if i not in out]
     if todo:

@@ -48,7 +48,9 @@ def _htj2k(frame: np.ndarray, req: Request) -> bytes:
         kwargs["rgb"] = req.mct
     if req.rpcl:
         kwargs.update(resolutions=rpcl_levels(req.rows, req.columns), tlm=True)
-    return bytes(imagecodecs.htj2k_encode(frame, None if req.lossless else req.quality, **kwargs))
+    # OpenJPH's step is relative to the SIZ precision (the container): rescale it to Bits Stored's range
+    step = None if req.lossless else req.quality * 2.0 ** (req.bits_stored - 8 * req.itemsize)
+    return bytes(imagecodecs.htj2k_encode(frame, step, **kwargs))
 
 
 def _j2k(frame: np.ndarray, req: Request) -> bytes:

@@ -67,7 +67,9 @@ def params(nvimgcodec, req: Request):
     if req.lossless:
         quality = {"quality_type": nvimgcodec.QualityType.LOSSLESS}
     elif req.rule.family == "htj2k":
-        quality = {"quality_type": nvimgcodec.QualityType.QUANTIZATION_STEP, "quality_value": float(req.quality)}
+        # nvImageCodec: "by how much pixel data will be divided", in sample units; ours is relative to 2**BitsStored
+        quality = {"quality_type": nvimgcodec.QualityType.QUANTIZATION_STEP,
+                   "quality_value": float(req.quality) * 2.0 ** req.bits_stored}
     else:
         quality = {"quality_type": nvimgcodec.QualityType.PSNR, "quality_value": float(req.quality)}
     return nvimgcodec.EncodeParams(jpeg2k_encode_params=j2k, **quality)

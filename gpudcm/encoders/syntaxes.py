@@ -40,7 +40,7 @@ RULES: dict[UID, SyntaxRule] = {
     for r in (
         SyntaxRule(HTJ2KLossless, "htj2k", True, "ISO_15444_15", ""),
         SyntaxRule(HTJ2KLosslessRPCL, "htj2k", True, "ISO_15444_15", ""),
-        SyntaxRule(HTJ2K, "htj2k", False, "ISO_15444_15", "OpenJPH quantization step (> 0, e.g. 0.005)"),
+        SyntaxRule(HTJ2K, "htj2k", False, "ISO_15444_15", "quantization step relative to the Bits Stored range (> 0, e.g. 0.002)"),
         SyntaxRule(JPEG2000Lossless, "j2k", True, "ISO_15444_1", ""),
         SyntaxRule(JPEG2000, "j2k", False, "ISO_15444_1", "target PSNR in dB (> 0, e.g. 50)"),
         SyntaxRule(JPEGLSLossless, "jpegls", True, "ISO_14495_1", ""),
