@@ -69,8 +69,11 @@ def _source(path: Path):
     if isinstance(arr, Exception) or arr.dtype.kind == "f":
         return None
     ds = _read(path)
-    pi = str(ds.PhotometricInterpretation)
-    return ds, arr, "RGB" if pi.startswith("YBR") or pi in ("YBR_RCT", "YBR_ICT") else pi
+    pi = str(ds.get("PhotometricInterpretation") or "MONOCHROME2")
+    if "BitsStored" not in ds:
+        return None
+    # pydicom gives big endian files' values in big endian; gpudcm writes (and compares) native order
+    return ds, arr.astype(arr.dtype.newbyteorder("=")), "RGB" if pi.startswith("YBR") else pi
 
 
 def _can_hold(ds: Dataset, arr: np.ndarray, pi: str, syntax) -> bool:

@@ -74,7 +74,17 @@ def _jpegls(frame: np.ndarray, req: Request) -> bytes:
     }
     if not req.lossless:
         options["jls_error"] = int(req.quality)
-    return bytes(encoder.encode(frame, validate=False, **options))
+    try:
+        return bytes(encoder.encode(frame, validate=False, **options))
+    except RuntimeError as exc:
+        # pyjpegls sizes its output buffer as the raw frame, too small for tiny or noisy frames; CharLS
+        # through imagecodecs takes a larger one (unsigned data only: it writes the container's precision)
+        if "too small" not in str(exc) or req.signed:
+            raise
+    import imagecodecs
+
+    return bytes(imagecodecs.jpegls_encode(frame, None if req.lossless else int(req.quality),
+                                           out=2 * frame.nbytes + 4096))
 
 
 CPU_ENCODERS = (
