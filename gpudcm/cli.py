@@ -236,6 +236,13 @@ def _convert_report(args: argparse.Namespace, outcomes: list[Outcome], start: fl
 
 
 def cmd_capabilities(args: argparse.Namespace) -> int:
+    if args.encoders:
+        from .encoders import encoder_status
+
+        rows = [(dev, name, enc, "no" if why else "yes", why or "") for name, dev, enc, why in encoder_status()
+                if args.device in ("all", dev)]
+        print(_table(("device", "transfer syntax (written)", "encoder", "available", "why"), rows))
+        return 0
     rows = [(c.device, c.transfer_syntax, c.name, c.backend, "yes" if c.available else "no", c.reason)
             for c in capabilities(None if args.device == "all" else args.device)]
     print(_table(("device", "uid", "transfer syntax", "backend", "available", "why"), rows))
@@ -282,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("capabilities", help="which backend decodes each transfer syntax on each device")
     p.add_argument("--device", default="all", help="all | cpu | cuda")
+    p.add_argument("--encoders", action="store_true", help="the writer's encoders instead of the decoders")
     p.set_defaults(func=cmd_capabilities)
 
     # subcommands kept beside the code they drive (imports inside them stay lazy)

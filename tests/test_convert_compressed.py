@@ -20,7 +20,8 @@ from gpudcm.cli import main
 from gpudcm.convert import convert_file, target_syntax
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-IMAGES = ["CT_small.dcm", "SC_rgb.dcm", "emri_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_jpeg_dcmtk.dcm"]
+IMAGES = ["CT_small.dcm", "SC_rgb.dcm", "emri_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_jpeg_dcmtk.dcm",
+          "SC_ybr_full_422_uncompressed.dcm"]  # YBR_FULL_422 is written as YBR_FULL
 SYNTAX_OF = {"htj2k": HTJ2KLossless, "htj2k-rpcl": HTJ2KLosslessRPCL, "j2k": JPEG2000Lossless, "jpegls": JPEGLSLossless}
 
 
@@ -66,7 +67,7 @@ def test_cli_converts_a_mixed_folder(name, mixed, tmp_path, capsys):
     status = main(["convert", str(mixed), str(out), "--transfer-syntax", name])
     err = capsys.readouterr().err
     assert status == 1  # the dose grid (32-bit) cannot be compressed; not DICOM / no pixels are reported
-    assert _check_outputs(mixed, out, SYNTAX_OF[name]) == 6
+    assert _check_outputs(mixed, out, SYNTAX_OF[name]) == 7
     assert "rtdose.dcm" in err and "8 or 16-bit samples" in err
     assert not (out / "sub" / "rtdose.dcm").exists()
 
@@ -76,14 +77,14 @@ def test_dask_convert_report_and_resume(mixed, tmp_path):
 
     out = tmp_path / "out"
     first = convert_to_dicom(mixed, out, "htj2k-rpcl", workers=2, quiet=True)
-    assert first.done == 6 and first.skipped == 0
-    assert _check_outputs(mixed, out, HTJ2KLosslessRPCL) == 6
+    assert first.done == 7 and first.skipped == 0
+    assert _check_outputs(mixed, out, HTJ2KLosslessRPCL) == 7
     report = json.loads((tmp_path / "out.report.json").read_text())
-    assert report["done"] == 6 and report["failed"] == first.failed == len(first.failures) >= 1
+    assert report["done"] == 7 and report["failed"] == first.failed == len(first.failures) >= 1
     assert any(f["path"].endswith("rtdose.dcm") for f in report["failures"])
     assert (tmp_path / "out.failures.csv").read_text().count("\n") == 1 + first.failed
     again = convert_to_dicom(mixed, out, "htj2k-rpcl", workers=2, quiet=True)
-    assert again.done == 0 and again.skipped == 6 and again.failed == first.failed
+    assert again.done == 0 and again.skipped == 7 and again.failed == first.failed
 
 
 def test_lossy_convert_is_marked_and_gets_a_new_uid(tmp_path):
@@ -121,3 +122,10 @@ def test_encode_benchmark_rows_check_their_output(tmp_path, capsys):
     assert "| pydicom compress |" in table(rows, 2)
     assert main(["bench", "--encode", "--size", "encode=2", "--device", "cpu", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "encode-cpu.md").exists() and json.loads((tmp_path / "encode-cpu.json").read_text())["slices"] == 2
+
+
+def test_capabilities_lists_the_encoders(capsys):
+    assert main(["capabilities", "--encoders"]) == 0
+    out = capsys.readouterr().out
+    assert "openjph" in out and "charls" in out and "nvimgcodec" in out
+    assert "nvImageCodec has no JPEG-LS encoder" in out

@@ -55,8 +55,10 @@ def encoder_status() -> list[tuple[str, str, str, str | None]]:
     for uid, rule in RULES.items():
         cpu = next(e for e in CPU_ENCODERS if e.family == rule.family)
         rows.append((uid.name, "cpu", cpu.name, cpu.unavailable()))
-        gpu_why = "nvImageCodec has no JPEG-LS encoder" if rule.family == "jpegls" else gpu.unavailable()
-        rows.append((uid.name, "cuda", "nvimgcodec", gpu_why))
+        if rule.family == "jpegls":
+            rows.append((uid.name, "cuda", "-", "nvImageCodec has no JPEG-LS encoder"))
+        else:
+            rows.append((uid.name, "cuda", "nvimgcodec", gpu.unavailable()))
     return rows
 
 
