@@ -565,7 +565,12 @@ def set_pixel_data(
         req = plan(tsyntax, rows=rows, columns=columns, samples=samples, itemsize=host.dtype.itemsize,
                    signed=host.dtype.kind == "i", bits_stored=bits_stored, photometric=pi, quality=quality, mct=mct)
         shape = (frames, rows, columns) if samples == 1 else (frames, rows, columns, samples)
-        src = device_arr if device_arr is not None and rescale is None else host
+        src = host
+        if device_arr is not None and rescale is None:  # encode from device memory where the GPU can
+            import cupy
+
+            dev = cupy.asarray(device_arr)
+            src = dev if dev.dtype == host.dtype else host
         compressed = encode_frames(src.reshape(shape), req, device=device, workers=workers)
         encoded = compressed.frames
     elif quality is not None:
