@@ -15,7 +15,10 @@ From NVIDIA/nvImageCodec ``python/encoder.cpp`` (``Encoder.encode`` docstring an
 
 The codestreams are produced by OpenJPEG / OpenJPH (imagecodecs) with those settings: real codestreams, not
 the CPU path's answer (that one writes Bits Stored as precision and TLM for RPCL). ``fail(array) -> bool``
-picks the images that fail. Host (NumPy) arrays stand for the device arrays.
+picks the images that fail. Host (NumPy) arrays stand for the device arrays. Known difference: the JPEG 2000
+(non-HT) codestreams come in OpenJPEG's LRCP order (imagecodecs sets no progression), nvImageCodec's in RPCL;
+the writer accepts either outside HTJ2K Lossless RPCL, for which the missing TLM already sends frames to the
+CPU.
 """
 
 from __future__ import annotations
