@@ -438,6 +438,6 @@ def convert_to_dicom(
     _run_tasks(convert_and_write, todo, record, scheduler=scheduler, device=device, workers=workers,
                transfer_syntax=str(transfer_syntax), new_uid=new_uid, quality=quality, quiet=quiet)
     summary.seconds = time.perf_counter() - t0
-    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # the report lies beside `out` (a folder or a file)
     _write_report_files(out, summary)
     return summary

@@ -129,3 +129,12 @@ def test_capabilities_lists_the_encoders(capsys):
     out = capsys.readouterr().out
     assert "openjph" in out and "charls" in out and "nvimgcodec" in out
     assert "nvImageCodec has no JPEG-LS encoder" in out
+
+
+def test_dask_convert_of_one_file(tmp_path):
+    from gpudcm.dask import convert_to_dicom
+
+    out = tmp_path / "ct.dcm"
+    summary = convert_to_dicom(get_testdata_file("CT_small.dcm"), out, "jpegls", workers=1, quiet=True)
+    assert summary.done == 1 and (tmp_path / "ct.dcm.report.json").exists()
+    np.testing.assert_array_equal(_pixels(out), _pixels(get_testdata_file("CT_small.dcm")))

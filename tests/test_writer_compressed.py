@@ -32,7 +32,7 @@ from pydicom.uid import (
 import gpudcm.writer as writer
 from corpus import corpus_files, corpus_id, reference
 from gpudcm.encoders import NAMES, accepted, encode_frames, plan
-from gpudcm.encoders.nvimgcodec import collect, params
+from gpudcm.encoders.gpu import collect, params
 from gpudcm.encoders.verify import check, main_header_markers
 from gpudcm.errors import DeviceUnavailable, InvalidPixelData
 from gpudcm.jpeg_markers import parse_j2k

@@ -20,7 +20,7 @@ from pydicom.uid import UID
 
 from ..errors import DeviceUnavailable, InvalidPixelData
 from ..host import to_host
-from . import nvimgcodec as gpu
+from . import gpu
 from .cpu import CPU_ENCODERS, CpuEncoder
 from .syntaxes import COMPRESSED_SYNTAXES, LOSSY_OF, NAMES, RULES, Request, plan
 from .verify import check
