@@ -18,6 +18,7 @@ and Lossy Image Compression says "01".
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -31,12 +32,14 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from .classify import classify
 from .encoders import NAMES, lossy_of
 from .errors import GpudcmError
 from .host import to_host
 from .jobs import Outcome
 
 TRANSFER_SYNTAXES = {"explicit": ExplicitVRLittleEndian, "rle": RLELossless, **NAMES}
+COPIED = "copied"  # Outcome status of an object without pixel data, copied unchanged
 # source syntaxes whose pixel data may have been changed by the compression (for Lossy Image Compression)
 _LOSSY_SOURCES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81", JPEG2000, HTJ2K,
                   "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111"}
@@ -96,6 +99,9 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, transfer_syntax
     t0 = time.perf_counter()
     src, dst = os.fspath(src), os.fspath(dst)
     try:
+        kind = classify(src)
+        if not kind.is_image:
+            return _copy_non_image(src, dst, kind, t0)
         ds, _ = load_dataset(src)
         spec = pixel_spec(ds, source=src)
         nbytes = spec.decoded_nbytes
@@ -113,6 +119,19 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, transfer_syntax
                        message=message)
     return Outcome(dst, (src,), "done", transfer_syntax=spec.transfer_syntax.name, frames=spec.number_of_frames,
                    bytes_in=os.path.getsize(src), bytes_out=nbytes, seconds=time.perf_counter() - t0)
+
+
+def _copy_non_image(src: str, dst: str, kind, t0: float) -> Outcome:
+    """A DICOM object without pixel data (DICOMDIR, SR, RT Plan...) is copied unchanged ("copied");
+    a non-DICOM file is left out ("not-image"). Neither is a failure."""
+    from .jobs import NOT_IMAGE
+
+    if kind.kind == "not-dicom":
+        return Outcome(dst, (src,), NOT_IMAGE, message=kind.reason, seconds=time.perf_counter() - t0)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return Outcome(dst, (src,), COPIED, message=f"{kind.reason}: copied unchanged", bytes_in=os.path.getsize(src),
+                   seconds=time.perf_counter() - t0)
 
 
 def plan_outputs(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[Path, Path]]:

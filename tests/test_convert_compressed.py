@@ -83,8 +83,10 @@ def test_dask_convert_report_and_resume(mixed, tmp_path):
     assert report["done"] == 7 and report["failed"] == first.failed == len(first.failures) >= 1
     assert any(f["path"].endswith("rtdose.dcm") for f in report["failures"])
     assert (tmp_path / "out.failures.csv").read_text().count("\n") == 1 + first.failed
+    assert sorted(n.path.rsplit("/", 1)[-1] for n in first.not_images) == ["notes.txt", "rtplan.dcm"]
+    assert (out / "rtplan.dcm").read_bytes() == (mixed / "rtplan.dcm").read_bytes()  # copied unchanged
     again = convert_to_dicom(mixed, out, "htj2k-rpcl", workers=2, quiet=True)
-    assert again.done == 0 and again.skipped == 7 and again.failed == first.failed
+    assert again.done == 0 and again.skipped == 8 and again.failed == first.failed  # 7 images + the copy
 
 
 def test_lossy_convert_is_marked_and_gets_a_new_uid(tmp_path):
