@@ -487,9 +487,9 @@ def set_pixel_data(
     RPCL (RPCL progression, a lowest resolution of at most 64 x 64, TLM markers: PS3.5 10.18), JPEG 2000
     Lossless, JPEG-LS Lossless; 8/16-bit arrays (Bits Stored 1-16 for JPEG 2000 / HTJ2K, 2-16 for
     JPEG-LS), 1 or 3 samples, signed only for MONOCHROME. The lossy HTJ2K, JPEG 2000 and JPEG-LS
-    Near-Lossless syntaxes need `quality` (HTJ2K: quantization step relative to the Bits Stored range; JPEG 2000: target PSNR in
-    dB; JPEG-LS: NEAR, the largest absolute error) and then set Lossy Image Compression "01" and append
-    the ratio and method (ISO_15444_15, ISO_15444_1, ISO_14495_1) to Lossy Image Compression Ratio /
+    Near-Lossless syntaxes need `quality` (HTJ2K: quantization step relative to the Bits Stored range;
+    JPEG 2000: target PSNR in dB; JPEG-LS: NEAR, the largest absolute error) and then set Lossy Image
+    Compression "01" and append the ratio and method (ISO_15444_15, ISO_15444_1, ISO_14495_1) to Lossy Image Compression Ratio /
     Method. RGB is written with the JPEG 2000 colour transform as YBR_RCT (lossless) or YBR_ICT (lossy)
     unless ``mct=False``; decoders give RGB back. `device`: "auto" encodes a CuPy array on the GPU
     (nvImageCodec, HTJ2K/JPEG 2000, single-sample) when it can, "cuda" insists, "cpu" never; `workers`:
