@@ -9,6 +9,7 @@
 #   tests     the `gpu` tests, GPUDCM_REQUIRE_GPU=1 (a missing GPU backend fails, never skips), per-test timeout
 #   memcheck  compute-sanitizer memcheck on the files gpudcm's kernels decode, CuPy's memory pool off
 #   bench     headline `gpudcm bench --quick` rows, if time is left
+# `bash ci/gpu.sh loader` / `bash ci/gpu.sh micro`: the longer benchmarks, one call each (budget permitting).
 # GPUDCM_GPU_DRY_RUN=1 runs the same steps on a machine without a GPU (the local venv, short limits): every
 # step fails cleanly at the CUDA import, which checks the script's structure. $OUT holds at most 8 files.
 set -uo pipefail
@@ -96,9 +97,22 @@ bench() {
     --out "$OUTDIR" --name bench-cuda
 }
 
+loader() { "$PY" benchmarks/gpu_loader.py; }
+micro() {
+  "$PY" benchmarks/gpu_report.py --rounds 15 && "$PY" benchmarks/gpu_preprocess.py && "$PY" benchmarks/gpu_jpeg.py
+}
+
 export DRY PY SITE OUTDIR
-export -f setup probes gpu_tests memcheck bench
-if [ "$DRY" = 1 ]; then
+export -f setup probes gpu_tests memcheck bench loader micro
+if [ $# -gt 0 ]; then  # the longer benchmarks, one device call each: bash ci/gpu.sh loader | micro
+  step setup 60 setup
+  for part in "$@"; do
+    case $part in
+      loader|micro) step "$part" 480 "$part" ;;
+      *) echo "unknown part $part (loader, micro; no argument: the verification run)" >&2; exit 2 ;;
+    esac
+  done
+elif [ "$DRY" = 1 ]; then
   step setup 60 setup
   step probes 60 probes 10
   step tests 120 gpu_tests

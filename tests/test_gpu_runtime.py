@@ -147,8 +147,8 @@ def target_tree(monkeypatch, tmp_path):
 
 
 def test_nvjpeg_is_found_in_a_target_tree_on_sys_path(target_tree):
+    assert nvjpeg.version() >= (13, 0, 0)  # raised DeviceUnavailable when only site-packages was globbed
     assert nvjpeg.library_path().startswith(str(target_tree))
-    assert nvjpeg.version() >= (13, 0, 0)
 
 
 def test_capabilities_name_the_loaded_nvjpeg(target_tree):
@@ -458,3 +458,41 @@ def test_rle_frames_are_copied_once_into_the_staging(monkeypatch):
                                staging=lambda n: np.empty(n, np.uint8).view(Staging))
     np.testing.assert_array_equal(out[1], pydicom_pixel_array(path))
     assert copies == [True]  # gathered straight into the staging buffer, no intermediate copy
+
+
+# ---------------------------------------------------------------------------------------------------
+# The runbook: gpu tests fail, never skip, under GPUDCM_REQUIRE_GPU=1
+
+
+def test_require_gpu_turns_a_missing_gpu_into_failures():
+    import os
+    import subprocess
+
+    if runtime.cuda_status()[0]:
+        pytest.skip("a CUDA device is present: the run would test it")
+    env = {**os.environ, "GPUDCM_REQUIRE_GPU": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py::test_cuda_batch_stack"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "GPUDCM_REQUIRE_GPU=1 but CUDA" in run.stdout, run.stdout[-2000:]
+    plain = subprocess.run(cmd, cwd=ROOT, env={**env, "GPUDCM_REQUIRE_GPU": "0"}, capture_output=True, text=True,
+                           timeout=300)
+    assert plain.returncode == 0 and "1 skipped" in plain.stdout, plain.stdout[-2000:]
+
+
+def test_gpu_runbook_is_one_command_with_a_dry_run(tmp_path):
+    """ci/gpu.sh's structure on this machine: every step runs, logs under $OUT, fails cleanly without CUDA."""
+    import os
+    import subprocess
+
+    if runtime.cuda_status()[0]:
+        pytest.skip("a CUDA device is present")
+    subprocess.run(["bash", "-n", "ci/gpu.sh"], cwd=ROOT, check=True)
+    subprocess.run(["bash", "-n", "ci/wheels.sh"], cwd=ROOT, check=True)
+    env = {**os.environ, "GPUDCM_GPU_DRY_RUN": "1", "OUT": str(tmp_path), "GPUDCM_GPU_BUDGET_S": "200"}
+    run = subprocess.run(["bash", "ci/gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 1
+    summary = (tmp_path / "summary.md").read_text()
+    for name in ("setup", "probes", "tests", "memcheck", "bench"):
+        assert f"| {name} | FAIL |" in summary and (tmp_path / f"{name}.log").is_file()
+    assert summary.count("PROBE ") >= 12 and "No module named 'cupy'" in summary
+    assert len(list(tmp_path.iterdir())) <= 8  # the device tool returns at most 8 files
