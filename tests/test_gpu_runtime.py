@@ -37,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def _clear_caches() -> None:
     from gpudcm import routing
 
-    getattr(routing.detect_env, "cache_clear", lambda: None)()
+    fn = routing.detect_env
+    while fn is not None:  # the lru_cache, possibly under tests/malformed.py's switch
+        getattr(fn, "cache_clear", lambda: None)()
+        fn = getattr(fn, "__wrapped__", None)
     runtime.cuda_status.cache_clear()
     kernels._module.cache_clear()
     kernels._function.cache_clear()
