@@ -9,7 +9,8 @@
 #   tests     the `gpu` tests, GPUDCM_REQUIRE_GPU=1 (a missing GPU backend fails, never skips), per-test timeout
 #   memcheck  compute-sanitizer memcheck on the files gpudcm's kernels decode, CuPy's memory pool off
 #   bench     headline `gpudcm bench --quick` rows, if time is left
-# `bash ci/gpu.sh loader` / `bash ci/gpu.sh micro`: the longer benchmarks, one call each (budget permitting).
+# `bash ci/gpu.sh loader` (PyTorch loader against MONAI) / `wsi` (slide regions against wsidicom) / `micro`:
+# the longer benchmarks, one call each (GPUDCM_GPU_BUDGET_S=540 for them).
 # GPUDCM_GPU_DRY_RUN=1 runs the same steps on a machine without a GPU (the local venv, short limits): every
 # step fails cleanly at the CUDA import, which checks the script's structure. $OUT holds at most 8 files.
 set -uo pipefail
@@ -98,18 +99,19 @@ bench() {
 }
 
 loader() { "$PY" benchmarks/gpu_loader.py; }
+wsi() { "$PY" benchmarks/wsi.py --device cuda --cache .whl/bench-cache --out "$OUTDIR"; }
 micro() {
   "$PY" benchmarks/gpu_report.py --rounds 15 && "$PY" benchmarks/gpu_preprocess.py && "$PY" benchmarks/gpu_jpeg.py
 }
 
 export DRY PY SITE OUTDIR
-export -f setup probes gpu_tests memcheck bench loader micro
-if [ $# -gt 0 ]; then  # the longer benchmarks, one device call each: bash ci/gpu.sh loader | micro
+export -f setup probes gpu_tests memcheck bench loader wsi micro
+if [ $# -gt 0 ]; then  # the longer benchmarks, one device call each: bash ci/gpu.sh loader | wsi | micro
   step setup 60 setup
   for part in "$@"; do
     case $part in
-      loader|micro) step "$part" 480 "$part" ;;
-      *) echo "unknown part $part (loader, micro; no argument: the verification run)" >&2; exit 2 ;;
+      loader|wsi|micro) step "$part" 480 "$part" ;;
+      *) echo "unknown part $part (loader, wsi, micro; no argument: the verification run)" >&2; exit 2 ;;
     esac
   done
 elif [ "$DRY" = 1 ]; then

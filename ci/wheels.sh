@@ -3,12 +3,12 @@
 #   bash ci/wheels.sh
 # The device machine (Python 3.12, manylinux x86_64, CuPy 14 / CUDA 13 preinstalled, no registry) lacks:
 #   - pydicom + the CPU plugins (the reference), nvJPEG, nvImageCodec + nvJPEG2000 (its GPU J2K decoder),
-#     MONAI (the loader benchmark's baseline): wheels from PyPI, pinned;
+#     MONAI (the loader benchmark's baseline), wsidicom (the wsi bench's): wheels from PyPI, pinned;
 #   - pydicom-data, trimmed to the files the gpu tests read (pydicom-data-trimmed.tar.gz: every
 #     compressed file and the native ones under 0.6 MB; the large native files add nothing that
 #     pydicom's own test files and the generated cases do not cover);
 #   - the HTJ2K cases of tests/datagen.py, pre-generated here (htj2k/: the device has no OpenJPH encoder),
-#     and the bench's HTJ2K workload (bench-cache/).
+#     and the bench's HTJ2K workload and wsi slide (bench-cache/).
 # The device tool carries at most 64 MiB (checkout included): this script fails when the set is over
 # WHEELS_LIMIT_MB (default 60). nvImageCodec's wheel is repacked without the extension modules of the
 # other Python versions and its CPU codecs (OpenCV, libtiff, ...): gpudcm asks it for GPU backends only.
@@ -33,6 +33,10 @@ PACKAGES=(
   "nvidia-nvimgcodec-cu13==0.9.0.20"
   "nvidia-nvjpeg2k-cu13==0.11.0.51"
   "monai==1.6.1"            # the loader benchmark's baseline (the device image has torch)
+  # wsidicom (the wsi bench's baseline) and its pure-Python dependencies
+  "wsidicom==0.36.1" "marshmallow==4.4.0" "dicomweb-client==0.61.2" "requests==2.34.2" "urllib3==2.8.0"
+  "idna==3.20" "charset-normalizer==3.5.3" "certifi==2026.10.19.post1" "universal-pathlib==0.3.10"
+  "pathlib-abc==0.5.2" "cachetools==8.0.2" "retrying==1.4.2" "fsspec==2026.9.0" "pillow==13.0.0"
 )
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${PLATFORMS[@]}" -d .whl "${PACKAGES[@]}" 2>&1 | grep -v "^WARNING: Location" || true
@@ -114,6 +118,8 @@ with tempfile.TemporaryDirectory() as tmp:
 print(f"pre-generated {len(cases)} HTJ2K cases into {out}")
 EOF
 PYTHONPATH=$PWD "$PY" -c "from gpudcm.bench.workloads import build; print(build('htj2k', '.whl/bench-cache', 16))"
+# the wsi bench slide (~3.5 MB of JPEG tiles, encoded by Pillow here)
+PYTHONPATH=$PWD "$PY" -c "from gpudcm.bench.wsi import build_slide; print(build_slide('.whl/bench-cache', 4096))"
 
 ls -la .whl
 total=$(du -sb .whl | cut -f1)

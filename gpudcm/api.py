@@ -6,9 +6,10 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -189,6 +190,7 @@ def decode_batch(
     workers: int | None = None,
     on_error: str = "raise",
     return_info: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> list | Any:
     """Decode many sources; results keep input order.
 
@@ -201,14 +203,50 @@ def decode_batch(
     ``return_info=True`` also returns one :class:`gpudcm.routing.FrameInfo` per frame: which
     backend decoded it (kernel, nvjpeg, j2k, cpu-plugin) and why.
     `stream` (a ``cupy.cuda.Stream``) is used for device work when decoding on CUDA.
+    ``progress=True`` draws a progress line on stderr (files done, files/s, MB/s); a callable is called
+    as ``progress(done, total)`` after each source (on the batched CUDA path: as each is parsed, before
+    the one device pass).
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
     dev = resolve_device(device)
     sources = list(sources)
+    with _progress(progress, len(sources)) as tick:
+        return _decode_batch(sources, dev, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb, stack=stack,
+                             workers=workers, on_error=on_error, return_info=return_info, device=device)
+
+
+@contextmanager
+def _progress(progress: bool | Callable[[int, int], None], total: int) -> Iterator[Callable[[Any], None]]:
+    """A tick(result) function: updates a stderr Progress line, calls the user's callback, or nothing."""
+    lock = threading.Lock()
+    done = [0]
+    bar = None
+    if progress is True:
+        from .progress import Progress
+
+        bar = Progress(total)
+
+    def tick(result: Any = None) -> None:
+        with lock:
+            done[0] += 1
+            if bar is not None:
+                bar.update(int(getattr(result, "nbytes", 0) or 0), failed=isinstance(result, Exception))
+            elif callable(progress):
+                progress(done[0], total)
+
+    try:
+        yield tick
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, stream, index, raw, as_rgb, stack, workers,
+                  on_error, return_info, device: str):
     if dev == "cuda":
         on_cuda = device if device and device.lower().startswith("cuda") else "cuda"
-        return _decode_batch_cuda(sources, on_cuda, stream=stream, index=index, raw=raw, as_rgb=as_rgb,
+        return _decode_batch_cuda(sources, on_cuda, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb,
                                   stack=stack, workers=workers, on_error=on_error, return_info=return_info)
 
     from .routing import FrameInfo
@@ -216,6 +254,11 @@ def decode_batch(
     infos: list = []
 
     def one(src: Source):
+        result = _one(src)
+        tick(result)
+        return result
+
+    def _one(src: Source):
         try:
             ds, spec = _prepare(src)
             arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb)
@@ -236,8 +279,8 @@ def decode_batch(
     return results
 
 
-def _decode_batch_cuda(sources: list, device: str, *, stream, index, raw: bool, as_rgb: bool, stack: bool,
-                       workers: int | None, on_error: str, return_info: bool):
+def _decode_batch_cuda(sources: list, device: str, tick: Callable[[Any], None], *, stream, index, raw: bool,
+                       as_rgb: bool, stack: bool, workers: int | None, on_error: str, return_info: bool):
     """decode_batch on CUDA: sources parsed on `workers` CPU threads, then decoded in one device batch
     on this thread. With ``on_error="return"`` a source that fails to parse gets its exception in its
     slot and the rest still decode as one batch; should the batch itself fail, its sources are decoded
@@ -245,11 +288,13 @@ def _decode_batch_cuda(sources: list, device: str, *, stream, index, raw: bool, 
 
     def prepare(src):
         try:
-            return _prepare(src)
+            out = _prepare(src)
         except GpudcmError as exc:
             if on_error == "raise":
                 raise
-            return exc
+            out = exc
+        tick(out if isinstance(out, Exception) else None)
+        return out
 
     prepared = _map(prepare, sources, workers)  # parse (and read bytes) on CPU threads
     good = [k for k, p in enumerate(prepared) if not isinstance(p, Exception)]

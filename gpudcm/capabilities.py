@@ -13,6 +13,11 @@ from .spec import PixelSpec
 BACKENDS = ("kernel", "nvjpeg", "j2k", "cpu-plugin", "unsupported")
 DEVICES = ("cpu", "cuda")
 _YBR = ("YBR_FULL", "YBR_FULL_422")
+# what to install when a GPU decoder exists but its library does not load
+_MISSING_GPU_LIBRARY = {
+    "nvjpeg": "nvJPEG not installed: pip install 'gpudcm[cuda]'",
+    "j2k": "nvImageCodec with nvJPEG2000 not usable: pip install 'gpudcm[j2k]'",
+}
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,12 @@ def _capability(uid: UID, device: str) -> Capability:
     gpu = _gpu_library(uid)
     if gpu is not None and gpu[1]:  # the GPU library loads: frames are routed one by one
         return Capability(uid, "cuda", gpu[0], cuda_ok and cpu_ok, gpu[2] if cuda_ok else f"{gpu[2]}; {cuda_why}")
+    # a decoder exists, its library is absent or does not work: the static hint, then why (gpu[2])
+    missing = f"{_MISSING_GPU_LIBRARY[gpu[0]]} ({gpu[2]})" if gpu is not None else None
     if not cpu_ok:
-        return Capability(uid, "cuda", "unsupported", False, f"no GPU decoder yet and {cpu_why}")
-    lead = gpu[2] if gpu is not None else "no GPU decoder yet"
-    why = f"{lead}: decoded on the CPU ({cpu_why}) and copied to the device"
+        return Capability(uid, "cuda", "unsupported", False, f"{missing or 'no GPU decoder yet'} and {cpu_why}")
+    why = (f"{missing}; meanwhile decoded on the CPU ({cpu_why}) and copied to the device" if missing else
+           f"no GPU decoder yet: decoded on the CPU ({cpu_why}) and copied to the device")
     return Capability(uid, "cuda", "cpu-plugin", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
 
 
