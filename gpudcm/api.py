@@ -17,7 +17,7 @@ from pydicom.uid import RLELossless
 
 from . import cpu
 from .capabilities import backend_for
-from .cuda.runtime import resolve_device
+from .cuda.runtime import on_device, resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
 from .frames import check_codestream_sizes, check_rle_capacity, encapsulated_extents
 from .source import Source, load_dataset, source_name
@@ -123,10 +123,17 @@ def _frame_numbers(spec: PixelSpec, index: int | None) -> list[int]:
     return [index] if index is not None else list(range(spec.number_of_frames))
 
 
-def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool):
-    from .cuda.ops import thread_ops
+def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool, device: str = "cuda"):
+    return _cuda_batch([(ds, spec)], device, index=index, raw=raw, as_rgb=as_rgb)[0]
 
-    return _device_decode([(ds, spec)], thread_ops(), index=index, raw=raw, as_rgb=as_rgb)[0]
+
+def _cuda_batch(prepared, device: str, **kwargs):
+    """:func:`_device_decode` on the CUDA device `device` names (``"cuda:N"``: device N), with pooled
+    device resources (gpudcm/cuda/ops.py lease_ops)."""
+    from .cuda.ops import lease_ops
+
+    with on_device(device), lease_ops() as ops:
+        return _device_decode(prepared, ops, **kwargs)
 
 
 def pixel_array(
@@ -149,7 +156,7 @@ def pixel_array(
         index = spec.check_index(index)
     if dev == "cpu":
         return cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb)
-    return _cuda_decode(ds, spec, index, raw, as_rgb)
+    return _cuda_decode(ds, spec, index, raw, as_rgb, device)
 
 
 def iter_frames(
@@ -168,7 +175,7 @@ def iter_frames(
         yield from cpu.iter_decode(ds, spec, wanted, raw=raw, as_rgb=as_rgb)
         return
     for i in wanted if wanted is not None else range(spec.number_of_frames):
-        yield _cuda_decode(ds, spec, i, raw, as_rgb)
+        yield _cuda_decode(ds, spec, i, raw, as_rgb, device)
 
 
 def decode_batch(
@@ -206,7 +213,7 @@ def decode_batch(
     sources = list(sources)
     with _progress(progress, len(sources)) as tick:
         return _decode_batch(sources, dev, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb, stack=stack,
-                             workers=workers, on_error=on_error, return_info=return_info)
+                             workers=workers, on_error=on_error, return_info=return_info, device=device)
 
 
 @contextmanager
@@ -236,21 +243,11 @@ def _progress(progress: bool | Callable[[int, int], None], total: int) -> Iterat
 
 
 def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, stream, index, raw, as_rgb, stack, workers,
-                  on_error, return_info):
-    if dev == "cuda" and on_error == "raise":
-        from .cuda.ops import thread_ops
-
-        def parse(src):
-            out = _prepare(src)
-            tick(None)
-            return out
-
-        prepared = _map(parse, sources, workers)  # parse (and read bytes) on CPU threads
-        ctx = stream if stream is not None else nullcontext()
-        infos: list | None = [] if return_info else None
-        with ctx:
-            out = _device_decode(prepared, thread_ops(), index=index, raw=raw, as_rgb=as_rgb, stack=stack, infos=infos)
-        return (out, infos) if return_info else out
+                  on_error, return_info, device: str):
+    if dev == "cuda":
+        on_cuda = device if device and device.lower().startswith("cuda") else "cuda"
+        return _decode_batch_cuda(sources, on_cuda, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb,
+                                  stack=stack, workers=workers, on_error=on_error, return_info=return_info)
 
     from .routing import FrameInfo
 
@@ -263,14 +260,10 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
 
     def _one(src: Source):
         try:
-            ctx = stream if (dev == "cuda" and stream is not None) else nullcontext()
-            with ctx:
-                if dev == "cuda":
-                    return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
-                ds, spec = _prepare(src)
-                arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb)
-                infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "pydicom on the CPU") for f in _frame_numbers(spec, index))
-                return arr
+            ds, spec = _prepare(src)
+            arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb)
+            infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "pydicom on the CPU") for f in _frame_numbers(spec, index))
+            return arr
         except GpudcmError as exc:
             if on_error == "return":
                 return exc
@@ -278,15 +271,68 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
 
     results = _map(one, sources, workers)
     if stack:
-        xp = np
-        if dev == "cuda":
-            import cupy as xp
-        results = _stack(results, [source_name(s) for s in sources], xp)
+        results = _stack(results, [source_name(s) for s in sources], np)
     if return_info:
         order = {source_name(s): k for k, s in enumerate(sources)}
         infos.sort(key=lambda f: (order.get(f.source, 0), f.frame))  # threads finish in any order
         return results, infos
     return results
+
+
+def _decode_batch_cuda(sources: list, device: str, tick: Callable[[Any], None], *, stream, index, raw: bool,
+                       as_rgb: bool, stack: bool, workers: int | None, on_error: str, return_info: bool):
+    """decode_batch on CUDA: sources parsed on `workers` CPU threads, then decoded in one device batch
+    on this thread. With ``on_error="return"`` a source that fails to parse gets its exception in its
+    slot and the rest still decode as one batch; should the batch itself fail, its sources are decoded
+    one by one so the failure lands on the source that caused it."""
+
+    def prepare(src):
+        try:
+            out = _prepare(src)
+        except GpudcmError as exc:
+            if on_error == "raise":
+                raise
+            out = exc
+        tick(out if isinstance(out, Exception) else None)
+        return out
+
+    prepared = _map(prepare, sources, workers)  # parse (and read bytes) on CPU threads
+    good = [k for k, p in enumerate(prepared) if not isinstance(p, Exception)]
+    infos: list | None = [] if return_info else None
+    results: list[Any] = list(prepared)
+    with stream if stream is not None else nullcontext():
+        try:
+            decoded = _cuda_batch([prepared[k] for k in good], device, index=index, raw=raw, as_rgb=as_rgb,
+                                  stack=stack and len(good) == len(sources), infos=infos)
+        except GpudcmError:
+            if on_error == "raise":
+                raise
+            decoded, infos = _one_by_one([prepared[k] for k in good], device, index, raw, as_rgb, infos)
+        else:
+            if stack and len(good) == len(sources):
+                return (decoded, infos) if return_info else decoded
+    for k, arr in zip(good, decoded):
+        results[k] = arr
+    if stack:
+        import cupy
+
+        results = _stack(results, [source_name(s) for s in sources], cupy)
+    return (results, infos) if return_info else results
+
+
+def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, infos: list | None):
+    out: list[Any] = []
+    kept: list | None = [] if infos is not None else None
+    for item in prepared:
+        mine: list | None = [] if infos is not None else None
+        try:
+            out.append(_cuda_batch([item], device, index=index, raw=raw, as_rgb=as_rgb, infos=mine)[0])
+        except GpudcmError as exc:
+            out.append(exc)
+            continue
+        if kept is not None:
+            kept += mine
+    return out, kept
 
 
 def _map(fn, items: list, workers: int | None) -> list:

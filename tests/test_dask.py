@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import logging
@@ -235,7 +236,7 @@ def test_worker_task_on_the_device_path(monkeypatch, tmp_path):
     from tests.harness.host_ops import HostOps
 
     monkeypatch.setattr(runtime, "cuda_status", lambda: (True, "host stand-in"))
-    monkeypatch.setattr(ops, "thread_ops", lambda: HostOps())
+    monkeypatch.setattr(ops, "lease_ops", lambda: contextlib.nullcontext(HostOps()))
     names = ["emri_small_RLE.dcm", "SC_ybr_full_422_uncompressed.dcm", "MR_small_bigendian.dcm"]
     out = str(tmp_path / "dev.zarr")
     for job in file_jobs([get_testdata_file(n) for n in names]):

@@ -213,21 +213,23 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
     On the CPU a `sink` (``sink(k, tile)``, called from the decoding thread) may take each tile instead
     of `out` (a region reader pastes tiles where they go without a second pass). On the device the tiles
     go through gpudcm's JPEG-family device path as one multi-frame source (nvJPEG / nvImageCodec batches,
-    per-frame CPU fallback) behind `ops` (default: this thread's CupyOps) and `decoders` (default: the real
+    per-frame CPU fallback) behind `ops` (default: a CupyOps leased from the pool) and `decoders` (default: the real
     libraries). ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
     spec = reader.spec
     if not indices:
         return out
+    if device != "cpu" and ops is None:  # a pooled CupyOps for this call (gpudcm/cuda/ops.py lease_ops)
+        from ..cuda.ops import lease_ops
+
+        with lease_ops() as leased:
+            return decode_tiles(reader, indices, device, out, ops=leased, decoders=decoders, threads=threads,
+                                raw=raw, exact=exact, sink=sink)
     if device == "cpu" or str(spec.transfer_syntax) not in JPEG_SYNTAXES | J2K_SYNTAXES:
         frames = read_tile_bytes(reader, indices)
     if device == "cpu":
         to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
         _decode_cpu(spec, frames, sink or _store(out), threads, exact, to_rgb)
         return out
-    if ops is None:
-        from ..cuda.ops import thread_ops
-
-        ops = thread_ops()
     if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
         from ..cuda.jpeg_path import decode_jpeg_family
 
