@@ -28,7 +28,7 @@ def max_diff(transfer_syntax) -> int:
 class Agreement:
     """How `got` compares with pydicom's `ref` under the syntax's tolerance."""
 
-    max: int
+    max: float
     mean: float
     allowed: int
     shape_ok: bool
@@ -43,7 +43,7 @@ class Agreement:
         if not (self.shape_ok and self.dtype_ok):
             return "shape or dtype differs"
         alt = f"; {self.judged_by_alt} samples judged against the second reference" if self.judged_by_alt else ""
-        return f"max abs diff {self.max} (allowed {self.allowed}), mean abs diff {self.mean:.4f}{alt}"
+        return f"max abs diff {self.max:g} (allowed {self.allowed}), mean abs diff {self.mean:.4f}{alt}"
 
 
 def agreement(got, ref, transfer_syntax, alt=None) -> Agreement:
@@ -60,10 +60,13 @@ def agreement(got, ref, transfer_syntax, alt=None) -> Agreement:
     if not shape_ok or not got.size:
         return Agreement(0, 0.0, allowed, shape_ok, dtype_ok)
     d = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    if np.isnan(d).any():  # float pixel data: equal infinities and NaN against NaN agree; others do not
+        same = (got == ref) | (np.isnan(got) & np.isnan(ref))
+        d = np.where(same, 0.0, np.nan_to_num(d, nan=np.inf))
     worst, n_alt = d, 0
     if alt is not None and allowed:
         alt = np.asarray(alt, dtype=np.float64).reshape(ref.shape)
         split = np.abs(alt - ref) > allowed
         n_alt = int(split.sum())
         worst = np.where(split, np.abs(got - alt), d)
-    return Agreement(int(worst.max()), float(d.mean()), allowed, shape_ok, dtype_ok, n_alt)
+    return Agreement(float(worst.max()), float(d.mean()), allowed, shape_ok, dtype_ok, n_alt)

@@ -1,4 +1,5 @@
-"""A second reference decode for 8-bit DCT JPEG files: libjpeg-turbo (through Pillow), with fancy upsampling
+"""What the JPEG-family device path must do per file: the backend routing gives each frame
+(:func:`expected_routes`), and a second reference decode for 8-bit DCT JPEG files: libjpeg-turbo (through Pillow), with fancy upsampling
 and the accurate integer IDCT, converted to RGB with pydicom's own ``convert_color_space``.
 
 pydicom's default JPEG plugin is pylibjpeg-libjpeg, which wraps Thomas Richter's libjpeg (the JPEG XT
@@ -20,7 +21,19 @@ from gpudcm.api import _extended_offsets, _prepare
 from gpudcm.cuda.jpeg_path import conformed_photometric
 from gpudcm.frames import frame_bytes, frame_extents
 from gpudcm.jpeg_markers import parse_jpeg
-from gpudcm.routing import JPEG_SYNTAXES
+from gpudcm.routing import FULL_ENV, GpuEnv, J2K_SYNTAXES, JPEG_SYNTAXES, route_bytes
+
+
+def expected_routes(path, env: GpuEnv = FULL_ENV) -> list[str]:
+    """The backend routing gives each frame of JPEG-family file `path` under `env` (what the FrameInfo
+    records of a device decode must say: a GPU frame that fell back to the CPU is a failure)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds, spec = _prepare(path)
+    if str(spec.transfer_syntax) not in JPEG_SYNTAXES | J2K_SYNTAXES:
+        raise ValueError(f"{path} is not a JPEG-family file")
+    extents = frame_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
+    return [route_bytes(spec, bytes(frame_bytes(ds.PixelData, f)), env).backend for f in extents]
 
 
 @lru_cache(maxsize=8)

@@ -13,10 +13,9 @@ import gpudcm
 from corpus import corpus_files, corpus_id, reference_shape
 from gpudcm.api import _extended_offsets, _prepare
 from gpudcm.cuda.jpeg_path import decode_jpeg_family
-from gpudcm.frames import frame_bytes, frame_extents
-from gpudcm.routing import FULL_ENV, J2K_SYNTAXES, JPEG_SYNTAXES, NO_GPU_ENV, route_bytes
+from gpudcm.routing import FULL_ENV, J2K_SYNTAXES, JPEG_SYNTAXES, NO_GPU_ENV
 from gpudcm.tolerance import agreement
-from jpeg_refs import turbo_reference
+from jpeg_refs import expected_routes, turbo_reference
 from tests.harness import standins
 from tests.harness.host_ops import HostOps
 
@@ -49,15 +48,6 @@ def _cpu(path, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return gpudcm.pixel_array(path, device="cpu", **kw)
-
-
-def expected_routes(path, env=FULL_ENV) -> list[str]:
-    """The backend routing gives each frame of `path` (what the frame records must say)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds, spec = _prepare(path)
-    extents = frame_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
-    return [route_bytes(spec, bytes(frame_bytes(ds.PixelData, f)), env).backend for f in extents]
 
 
 def test_corpus_has_jpeg_family_files():
@@ -104,3 +94,25 @@ def test_single_frame_index():
     agree = agreement(arr, _cpu(multi[0], index=2), spec.transfer_syntax, alt=turbo_reference(multi[0], raw=False)[2])
     assert agree.ok, str(agree)
     assert [i.frame for i in infos] == [2]
+
+
+def _generated_j2k():
+    from corpus import generated_cases
+
+    out = []
+    for c in generated_cases():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, spec = _prepare(c.path)
+        if str(spec.transfer_syntax) in J2K_SYNTAXES | JPEG_SYNTAXES:
+            out.append(pytest.param(c, id=c.name))
+    return out
+
+
+@pytest.mark.parametrize("case", _generated_j2k())
+def test_generated_htj2k_through_the_stand_ins(case):
+    arr, infos = _run(case.path, FULL_ENV, index=None, raw=False, as_rgb=True)
+    np.testing.assert_array_equal(arr, case.expected)
+    np.testing.assert_array_equal(arr, _cpu(case.path))
+    assert [i.backend for i in infos] == expected_routes(case.path)
+    assert "j2k" in {i.backend for i in infos} and not [i for i in infos if i.fallback_from]
