@@ -40,14 +40,24 @@ GD_HD GdUpsampleParams gd_upsample_params(const gd_u8* src, gd_u64 src_len, gd_u
 // Sample (r, c) of plane k of frame f, clamped to the plane (libjpeg replicates edge rows as context).
 GD_HD gd_u32 gd_upsample_at(const GdUpsampleParams& p, gd_u64 f, gd_u32 k, gd_i64 r, gd_i64 c, gd_u32* status) {
     const gd_i64 h = (gd_i64)p.height[k], w = (gd_i64)p.width[k];
+    if (h <= 0 || w <= 0) {
+        *status |= GD_STATUS_BAD_PARAMS;
+        return 0;
+    }
     r = r < 0 ? 0 : (r >= h ? h - 1 : r);
     c = c < 0 ? 0 : (c >= w ? w - 1 : c);
-    const gd_u64 pos = f * p.frame_stride + p.offset[k] + (gd_u64)r * (gd_u64)w + (gd_u64)c;
-    if (pos >= p.src_len || h <= 0 || w <= 0) {
+    // every term is checked against the buffer on its own, so no sum can wrap past it
+    const gd_u64 in_frame = p.offset[k] + (gd_u64)r * (gd_u64)w + (gd_u64)c;
+    if (p.frame_stride && f >= p.src_len / p.frame_stride) {
         *status |= GD_STATUS_READ_OOB;
         return 0;
     }
-    return p.src[pos];
+    const gd_u64 base = f * p.frame_stride;
+    if (p.offset[k] >= p.src_len || in_frame >= p.src_len - base) {
+        *status |= GD_STATUS_READ_OOB;
+        return 0;
+    }
+    return p.src[base + in_frame];
 }
 
 // libjpeg's vertical context sum for output row `y` of a v2 component: 3 * nearer + further input row.
@@ -61,7 +71,7 @@ GD_HD gd_u32 gd_upsample_colsum(const GdUpsampleParams& p, gd_u64 f, gd_u32 k, g
 GD_HD gd_u8 gd_upsample_value(const GdUpsampleParams& p, gd_u64 f, gd_u32 k, gd_u32 y, gd_u32 x, gd_u32* status) {
     const gd_u32 fy = p.fy[k], fx = p.fx[k];
     if (fx == 1 && fy == 1) return (gd_u8)gd_upsample_at(p, f, k, y, x, status);
-    if (fy > 2 || fx != 2) {  // h1v2 and wider factors are not routed here
+    if (fy == 0 || fy > 2 || fx != 2) {  // h1v2 and wider factors are not routed here
         *status |= GD_STATUS_BAD_PARAMS;
         return 0;
     }

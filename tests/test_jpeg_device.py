@@ -310,3 +310,10 @@ def test_a_failure_of_one_frame_leaves_the_others_on_the_gpu():
     assert infos[0].backend == "nvjpeg" and infos[1].backend == "cpu-plugin"
     cpu = _quiet(gpudcm.pixel_array, path, device="cpu")
     np.testing.assert_array_equal(arr[1], cpu[1])  # the CPU plugin's frame is pydicom's exactly
+
+
+def test_sanitized_upsampling_on_lying_plane_tables():
+    """ASan + UBSan build of the upsampling logic, fed lying plane sizes, offsets, factors and short buffers."""
+    from tests.harness.hostbuild import run_sanitized
+
+    print(run_sanitized(["-m", "tests.harness.fuzz_upsample", "3000", "--sanitize", "--seed", "1"], r"3000 cases"))
