@@ -1,6 +1,9 @@
 """JPEG / JPEG 2000 / HTJ2K files on the device: route every frame, decode the GPU frames in batches
 (nvJPEG, nvImageCodec), the rest with pydicom's CPU plugin, and assemble one array with the CPU path's
-shape, dtype and colour handling. The decoders are injectable so CI drives the assembly on the CPU."""
+shape, dtype and colour handling. The GPU libraries return their own kind of output (component planes at
+their real size, raw samples); this module finishes it on the device as pydicom finishes its plugins'
+output: chroma upsampling, Bits Stored correction, J2K sign, YBR -> RGB. The decoders and the kernel
+launchers (``ops``) are injectable, so CI runs all of it on the CPU behind contract-keeping stand-ins."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-
 from pydicom.pixels.utils import _get_jpg_parameters
 from pydicom.uid import JPEGBaseline8Bit
 
