@@ -185,7 +185,8 @@ def route_bytes(spec: PixelSpec, data, env: GpuEnv = FULL_ENV) -> Route:
 
 @functools.lru_cache(maxsize=1)
 def detect_env() -> GpuEnv:
-    """The GpuEnv of this process: nvJPEG's version from the library, nvImageCodec's importability."""
+    """The GpuEnv of this process: nvJPEG's version from the library; nvImageCodec only where its GPU
+    JPEG 2000 backend (nvjpeg2k) really decodes on the current device."""
     nvj = None
     try:
         from .cuda import nvjpeg
@@ -193,10 +194,6 @@ def detect_env() -> GpuEnv:
         nvj = nvjpeg.version()
     except Exception:
         nvj = None
-    try:
-        import importlib.util
+    from .cuda.j2k import gpu_backend_here
 
-        has_nvimgcodec = importlib.util.find_spec("nvidia.nvimgcodec") is not None
-    except (ImportError, ValueError):
-        has_nvimgcodec = False
-    return GpuEnv(nvjpeg=nvj, nvimgcodec=has_nvimgcodec)
+    return GpuEnv(nvjpeg=nvj, nvimgcodec=gpu_backend_here()[0])

@@ -22,14 +22,16 @@ def _cases():
     return [pytest.param(c, id=corpus_id(c[0])) for c in jpeg_family_frames() if reference_shape(Path(c[0])) is not None]
 
 
-def _standins():
-    try:
-        from tests.harness import standins
+def _dct_standin_builds() -> bool:
+    """The DCT stand-in needs g++ and libjpeg headers; a device machine may have neither (then DCT planes
+    are checked for kind, size and dtype only)."""
+    from tests.harness import standins
 
-        standins._raw_jpeg()  # the DCT stand-in needs g++ and libjpeg headers on this machine
-        return standins
-    except Exception as exc:  # noqa: BLE001 - the device machine may lack a compiler
-        pytest.skip(f"stand-ins not buildable here: {exc}")
+    try:
+        standins._raw_jpeg()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
 
 
 @pytest.mark.parametrize("case", _cases())
@@ -39,9 +41,11 @@ def test_libraries_keep_the_standins_contract(case, parity_log):
     import cupy
 
     from gpudcm.cuda import j2k, nvjpeg
+    from gpudcm.cuda.upsample import component_shapes
     from gpudcm.jpeg_markers import parse_j2k, parse_jpeg
+    from tests.harness import standins
 
-    standins = _standins()
+    dct_values = _dct_standin_builds()
     path, ds, spec, frames = case
     env = detect_env()
     worst, checked = 0, 0
@@ -49,7 +53,13 @@ def test_libraries_keep_the_standins_contract(case, parity_log):
         r = route_bytes(spec, frame, env)
         if r.backend == "nvjpeg":
             info = parse_jpeg(frame)
-            (got,), (want,) = nvjpeg.decode_batch([frame], [info], r.mode), standins.nvjpeg_decode_batch([frame], [info], r.mode)
+            (got,) = nvjpeg.decode_batch([frame], [info], r.mode)
+            assert got is not None, f"frame {i}: nvjpegDecodeBatchedSupported refused a frame routing sent it ({r.reason})"
+            if r.mode == "dct" and not dct_values:
+                assert [(tuple(p.shape), p.dtype) for p in got] == [(s, np.uint8) for s in component_shapes(info)]
+                checked += 1
+                continue
+            (want,) = standins.nvjpeg_decode_batch([frame], [info], r.mode)
             got = [cupy.asnumpy(p) for p in got] if r.mode == "dct" else [cupy.asnumpy(got)]
             want = want if r.mode == "dct" else [want]
         elif r.backend == "j2k":

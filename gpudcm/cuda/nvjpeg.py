@@ -3,23 +3,22 @@ what nvJPEG returns (component planes at their real size, raw samples); ``jpeg_p
 
 Importing this module loads nothing; :func:`lib` loads the library on first use. Every bound function
 is declared once in :data:`FUNCTIONS` (checked against ``nvjpeg.h`` by tests/test_nvjpeg_binding.py).
-One handle per (device, backend) and one decode state per (thread, device, backend); outputs are
-CuPy-owned device arrays written on CuPy's current stream.
+One handle per (device, backend); decode states leased from a bounded pool per (device, backend)
+(:data:`STATES`); outputs are CuPy-owned device arrays written on CuPy's current stream.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import glob
-import os
-import site
 import threading
 from collections.abc import Sequence
 from ctypes import POINTER, c_int, c_size_t, c_uint, c_void_p
 
 from ..errors import DecodeError, DeviceUnavailable
 from ..jpeg_markers import JpegInfo
+from . import libs
+from .pool import Pool
 from .upsample import component_shapes
 
 # nvjpeg.h enum values (checked against the header by the binding test)
@@ -71,30 +70,33 @@ FUNCTIONS: dict[str, tuple[type, tuple]] = {
 }
 
 
-def _candidates() -> list[str]:
-    out: list[str] = []
-    roots = site.getsitepackages() + [site.getusersitepackages()]
-    for root in roots:
-        for sub in ("cu13", "nvjpeg", "*"):
-            out += sorted(glob.glob(os.path.join(root, "nvidia", sub, "lib", "libnvjpeg.so*")))
-    return list(dict.fromkeys(out)) + ["libnvjpeg.so.13", "libnvjpeg.so"]
+# where the wheel puts it: nvidia/cu13/lib (nvidia-nvjpeg 13), nvidia/nvjpeg/lib (older wheels)
+_SUBDIRS = ("cu13", "nvjpeg", "*")
+_SONAMES = ("libnvjpeg.so.13", "libnvjpeg.so")
 
 
 @functools.lru_cache(maxsize=1)
+def _loaded() -> tuple[ctypes.CDLL, str]:
+    try:
+        handle, path = libs.load("libnvjpeg", _SUBDIRS, _SONAMES)
+    except OSError as exc:
+        raise DeviceUnavailable(f"libnvjpeg not found (pip install nvidia-nvjpeg): {exc}") from None
+    for name, (restype, argtypes) in FUNCTIONS.items():
+        fn = getattr(handle, name)
+        fn.restype, fn.argtypes = restype, list(argtypes)
+    return handle, path
+
+
 def lib() -> ctypes.CDLL:
-    """libnvjpeg with every function of :data:`FUNCTIONS` typed; :class:`DeviceUnavailable` if absent."""
-    errors = []
-    for path in _candidates():
-        try:
-            handle = ctypes.CDLL(path)
-        except OSError as exc:
-            errors.append(f"{path}: {exc}")
-            continue
-        for name, (restype, argtypes) in FUNCTIONS.items():
-            fn = getattr(handle, name)
-            fn.restype, fn.argtypes = restype, list(argtypes)
-        return handle
-    raise DeviceUnavailable("libnvjpeg not found (pip install nvidia-nvjpeg): " + "; ".join(errors[-3:]))
+    """libnvjpeg with every function of :data:`FUNCTIONS` typed; :class:`DeviceUnavailable` if absent.
+    Found through the import system (gpudcm/cuda/libs.py), so ``pip install --target DIR`` with DIR on
+    ``PYTHONPATH`` works as site-packages does."""
+    return _loaded()[0]
+
+
+def library_path() -> str:
+    """The file libnvjpeg was loaded from (named in ``capabilities()``)."""
+    return _loaded()[1]
 
 
 def check(status: int, call: str) -> None:
@@ -122,10 +124,10 @@ def require_version() -> None:
 _handles: dict[tuple[int, int], int] = {}
 _no_handle: set[tuple[int, int]] = set()  # (device, backend) nvjpegCreateEx refused
 _handles_lock = threading.Lock()
-_local = threading.local()
 
 
 def _handle(device: int, backend: int) -> int:
+    """One nvJPEG handle per (device, backend), kept for the process (handles are thread-safe)."""
     with _handles_lock:
         if (device, backend) not in _handles:
             h = c_void_p()
@@ -134,15 +136,19 @@ def _handle(device: int, backend: int) -> int:
         return _handles[(device, backend)]
 
 
-def _state(device: int, backend: int) -> int:
-    states = getattr(_local, "states", None)
-    if states is None:
-        states = _local.states = {}
-    if (device, backend) not in states:
-        s = c_void_p()
-        check(lib().nvjpegJpegStateCreate(_handle(device, backend), ctypes.byref(s)), "nvjpegJpegStateCreate")
-        states[(device, backend)] = s.value
-    return states[(device, backend)]
+def _new_state(key: tuple[int, int]) -> int:
+    s = c_void_p()
+    check(lib().nvjpegJpegStateCreate(_handle(*key), ctypes.byref(s)), "nvjpegJpegStateCreate")
+    return s.value
+
+
+def _destroy_state(state: int) -> None:
+    check(lib().nvjpegJpegStateDestroy(state), "nvjpegJpegStateDestroy")
+
+
+# Decode states are not thread-safe (one per decode in flight) and hold device buffers: leased from a
+# bounded pool per (device, backend) and destroyed beyond its cap, instead of one per thread forever.
+STATES: Pool[int] = Pool(_new_state, _destroy_state, cap=4)
 
 
 def _try_handle(device: int, backend: int) -> int | None:
@@ -179,7 +185,7 @@ def _decode(frames: Sequence[bytes], infos: Sequence[JpegInfo], backend: int, lo
     import cupy
 
     device = cupy.cuda.Device().id
-    handle, state = _handle(device, backend), _state(device, backend)
+    handle = _handle(device, backend)
     fmt = NVJPEG_OUTPUT_UNCHANGEDI_U16 if lossless else NVJPEG_OUTPUT_UNCHANGED
     n = len(frames)
     keep = [bytes(f) for f in frames]
@@ -200,9 +206,10 @@ def _decode(frames: Sequence[bytes], infos: Sequence[JpegInfo], backend: int, lo
                 dests[i].pitch[k] = p.shape[1]
             outputs.append(planes)
     stream = cupy.cuda.get_current_stream().ptr
-    check(lib().nvjpegDecodeBatchedInitialize(handle, state, n, 1, fmt), "nvjpegDecodeBatchedInitialize")
-    check(lib().nvjpegDecodeBatched(handle, state, data, lengths, dests, stream), "nvjpegDecodeBatched")
-    cupy.cuda.get_current_stream().synchronize()  # host bitstreams (`keep`) must outlive the decode
+    with STATES.lease((device, backend)) as state:  # a state serves one decode at a time
+        check(lib().nvjpegDecodeBatchedInitialize(handle, state, n, 1, fmt), "nvjpegDecodeBatchedInitialize")
+        check(lib().nvjpegDecodeBatched(handle, state, data, lengths, dests, stream), "nvjpegDecodeBatched")
+        cupy.cuda.get_current_stream().synchronize()  # host bitstreams (`keep`) must outlive the decode
     return outputs
 
 
