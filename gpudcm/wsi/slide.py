@@ -163,7 +163,7 @@ class Slide:
 
     # -- tiles -----------------------------------------------------------------------------------------
     def _decode(self, lv: Level, keys: Sequence[tuple[int, int, int, int] | None], device: str, *, ops=None,
-                decoders=None, threads: int | None = None, exact: bool = True, sink=None):
+                decoders=None, threads: int | None = None, exact: bool = True, sink=None, infos: list | None = None):
         """(n, tile rows, tile cols, samples) for `keys` (None or absent: background), one batch per instance.
         On the CPU a `sink` (``sink(k, tile)``, from the decoding threads) takes the tiles instead."""
         tw, th = lv.tile_size
@@ -195,7 +195,7 @@ class Slide:
                                        f"{spec.dtype}, the level's tiles {th}x{tw}x{samples} {np.dtype(dtype)}")
             indices = [i for _, i in items]
             ks = [k for k, _ in items]
-            opts = dict(ops=ops, decoders=decoders, threads=threads, exact=exact)
+            opts = dict(ops=ops, decoders=decoders, threads=threads, exact=exact, infos=infos)
             if sink is not None:
                 decode_tiles(inst.reader, indices, device, None, **opts,
                              sink=lambda j, tile, _ks=ks: sink(_ks[j], tile.reshape(th, tw, samples)))

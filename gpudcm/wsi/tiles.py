@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -204,7 +205,8 @@ def _store(out) -> Sink:
 
 
 def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, *, ops=None, decoders=None,
-                 threads: int | None = None, raw: bool = False, exact: bool = True, sink: Sink | None = None):
+                 threads: int | None = None, raw: bool = False, exact: bool = True, sink: Sink | None = None,
+                 infos: list | None = None):
     """Read and decode the frames `indices` (0-based in the file) of the instance behind `reader` into
     `out` (shape (n, *spec.frame_shape), NumPy for ``device="cpu"``, the device array module otherwise)
     and return it with pydicom's values: YBR converted to RGB as pydicom converts (``raw=True`` keeps the
@@ -214,7 +216,8 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
     of `out` (a region reader pastes tiles where they go without a second pass). On the device the tiles
     go through gpudcm's JPEG-family device path as one multi-frame source (nvJPEG / nvImageCodec batches,
     per-frame CPU fallback) behind `ops` (default: a CupyOps leased from the pool) and `decoders` (default: the real
-    libraries). ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
+    libraries). ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`).
+    `infos` (a list) receives the device path's :class:`gpudcm.routing.FrameInfo` per frame (which backend)."""
     spec = reader.spec
     if not indices:
         return out
@@ -223,7 +226,7 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
 
         with lease_ops() as leased:
             return decode_tiles(reader, indices, device, out, ops=leased, decoders=decoders, threads=threads,
-                                raw=raw, exact=exact, sink=sink)
+                                raw=raw, exact=exact, sink=sink, infos=infos)
     if device == "cpu" or str(spec.transfer_syntax) not in JPEG_SYNTAXES | J2K_SYNTAXES:
         frames = read_tile_bytes(reader, indices)
     if device == "cpu":
@@ -234,8 +237,10 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
         from ..cuda.jpeg_path import decode_jpeg_family
 
         ds, sub = reader.subset(list(indices))
-        arr, _ = decode_jpeg_family(ds, sub, index=None, raw=raw, as_rgb=True, ops=ops, env=ops.jpeg_env,
-                                    decoders=decoders or ops.jpeg_decoders)
+        arr, frame_infos = decode_jpeg_family(ds, sub, index=None, raw=raw, as_rgb=True, ops=ops, env=ops.jpeg_env,
+                                              decoders=decoders or ops.jpeg_decoders)
+        if infos is not None:
+            infos += [replace(f, frame=indices[f.frame]) for f in frame_infos]  # frame numbers of the file
         out[...] = arr.reshape(out.shape)
         return out
     host = np.empty(out.shape, out.dtype)  # native / RLE tiles: decoded here, one copy to the device
