@@ -76,7 +76,7 @@ def _gpu_library(uid: UID) -> tuple[str, bool, str] | None:
     if str(uid) in JPEG_SYNTAXES:
         env = detect_env()
         return ("nvjpeg", env.nvjpeg is not None,
-                f"nvJPEG {_nvjpeg_where()} per frame (baseline/8-bit DCT; lossless SV1 2-16 bit with nvjpeg "
+                f"nvJPEG {_nvjpeg_where()} per frame (baseline/8-bit DCT; 1-2 component lossless SV1 2-16 bit with nvjpeg "
                 ">= 13.0.2); other frames on the CPU plugin")
     if str(uid) in J2K_SYNTAXES:
         from .cuda.j2k import gpu_backend_here

@@ -40,19 +40,37 @@ def pydicom_j2k_finish(raw, info: J2kInfo, spec: PixelSpec, xp=np):
     """pydicom's values for one decoded J2K frame `raw` (shape (rows, cols[, samples])).
 
     pydicom reads the decoder's bytes as a (PixelRepresentation)-signed integer of the precision's
-    container size, casts that into the Bits Allocated dtype, and where the codestream's signedness
-    differs from Pixel Representation sign-extends (or masks) from the J2K precision.
+    container size, casts that into the Bits Allocated dtype, and, for MONOCHROME data only
+    (``DecodeRunner._test_for("sign_correction")``), where the codestream's signedness differs from Pixel
+    Representation sign-extends (or masks) from the J2K precision within the output dtype.
     """
     bits = container_bits(info.precision)
     if raw.dtype.itemsize * 8 != bits:
         raise DecodeError(f"J2K decoder returned {raw.dtype} for precision {info.precision}", source=spec.source)
     kind = "i" if spec.pixel_representation else "u"
     arr = raw.view(np.dtype(f"{kind}{bits // 8}")).astype(spec.dtype, copy=True)
+    if spec.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2"):
+        return arr
     shift = 8 * arr.dtype.itemsize - info.precision
     if shift and int(info.is_signed) != spec.pixel_representation:
         arr <<= shift
         arr >>= shift
     return arr
+
+
+def finish_frame(item, info: J2kInfo, spec: PixelSpec, xp=np):
+    """pydicom's values from one item nvImageCodec returned ((H, W, C) in its dtype; see
+    tests/harness/standins.py for the contract); DecodeError for a failed item or an unexpected dtype."""
+    if item is None:
+        raise DecodeError("nvImageCodec could not decode the frame", source=spec.source)
+    arr = xp.asarray(item)  # __cuda_array_interface__: no host copy
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    want = np.dtype(("i" if info.is_signed else "u") + str(container_bits(info.precision) // 8))
+    if arr.dtype != want:
+        raise DecodeError(f"nvImageCodec returned {arr.dtype} for {info.precision}-bit "
+                          f"{'signed' if info.is_signed else 'unsigned'} data", source=spec.source)
+    return pydicom_j2k_finish(arr, info, spec, xp=xp)
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,8 +156,16 @@ _decoders: dict[int, tuple[object, threading.Lock]] = {}
 _decoders_lock = threading.Lock()
 
 
-def decode_batch(frames: Sequence[bytes], infos: Sequence[J2kInfo], spec: PixelSpec):
-    """Decode J2K/HTJ2K frames of one dataset with one nvImageCodec batch; CuPy arrays, pydicom's values."""
+# color_spec UNCHANGED: on a bare codestream nvImageCodec sets no RGB output (its nvjpeg2k extension's
+# rgb_output is only for sRGB JP2 boxes), so YBR_FULL samples come back as coded; allow_any_depth keeps
+# the codestream's precision instead of rescaling to uint8.
+DECODE_PARAMS = {"color_spec": "UNCHANGED", "allow_any_depth": True}
+
+
+def decode_batch(frames: Sequence[bytes], infos: Sequence[J2kInfo], spec: PixelSpec) -> list:
+    """Decode J2K/HTJ2K frames of one dataset with one nvImageCodec batch; returns what nvImageCodec
+    returns, one item per frame: a CuPy array (H, W, C) in nvImageCodec's dtype, or None where it failed.
+    :func:`finish_frame` turns an item into pydicom's values."""
     import cupy
 
     nvimgcodec = _nvimgcodec()
@@ -148,20 +174,9 @@ def decode_batch(frames: Sequence[bytes], infos: Sequence[J2kInfo], spec: PixelS
         if device not in _decoders:
             _decoders[device] = (_gpu_decoder(nvimgcodec, device), threading.Lock())
         dec, lock = _decoders[device]
-    params = nvimgcodec.DecodeParams(color_spec=nvimgcodec.ColorSpec.UNCHANGED, allow_any_depth=True)
+    params = nvimgcodec.DecodeParams(color_spec=getattr(nvimgcodec.ColorSpec, DECODE_PARAMS["color_spec"]),
+                                     allow_any_depth=DECODE_PARAMS["allow_any_depth"])
     streams = [nvimgcodec.CodeStream(bytes(f)) for f in frames]
     with lock:  # one Decoder per device, and a Decoder is not documented as safe to share between threads
         images = dec.decode(streams, params=params, cuda_stream=cupy.cuda.get_current_stream().ptr)
-    out = []
-    for i, (img, info) in enumerate(zip(images, infos)):
-        if img is None:
-            raise DecodeError("nvImageCodec could not decode the frame", source=spec.source, frame=i)
-        arr = cupy.asarray(img)  # __cuda_array_interface__: no host copy
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[..., 0]
-        expected_kind = "i" if info.is_signed else "u"
-        want = np.dtype(f"{expected_kind}{container_bits(info.precision) // 8}")
-        if arr.dtype.itemsize != want.itemsize:
-            raise DecodeError(f"nvImageCodec returned {arr.dtype} for {info.precision}-bit data", source=spec.source, frame=i)
-        out.append(pydicom_j2k_finish(arr.view(want), info, spec, xp=cupy))
-    return out
+    return [None if img is None else cupy.asarray(img) for img in images]

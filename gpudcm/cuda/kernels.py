@@ -185,6 +185,27 @@ def plan_native(spec: PixelSpec, n_frames: int) -> NativeLaunch:
     )
 
 
+def plan_unused_bits(spec: PixelSpec, n_frames: int) -> NativeLaunch:
+    """The native-kernel launch that applies pydicom's ``_correct_unused_bits`` (mask to Bits Stored when
+    unsigned, sign-extend from it when signed) to `n_frames` decoded frames of `spec` already in the Bits
+    Allocated container, native (little-endian) order and interleaved: the kernel reads them as native
+    data with only GD_NATIVE_CORRECT_BITS (and GD_NATIVE_SIGNED) set."""
+    if n_frames < 1:
+        raise InvalidPixelData(f"{spec.source}: nothing to correct ({n_frames} frames)")
+    n = n_frames * spec.frame_pixels
+    return NativeLaunch(
+        kernel=native_kernel_name(spec),
+        bits=native_bits(spec),
+        geometry=launch_geometry(n),
+        n_frames=n_frames,
+        rows=spec.rows,
+        cols=spec.columns,
+        samples=spec.samples_per_pixel,
+        bits_stored=spec.bits_stored,
+        flags=NATIVE_CORRECT_BITS | (NATIVE_SIGNED if spec.is_signed else 0),
+    )
+
+
 def nvrtc_options(arch: str) -> tuple[str, ...]:
     """The complete NVRTC option list for `arch` (``sm_90`` -> cubin, ``compute_90`` -> PTX)."""
     return (*NVRTC_OPTIONS, f"--gpu-architecture={arch}")

@@ -1,4 +1,5 @@
-"""Thin ctypes binding to libnvjpeg (the ``nvidia-nvjpeg`` wheel): batched decode into CuPy arrays.
+"""Thin ctypes binding to libnvjpeg (the ``nvidia-nvjpeg`` wheel): batched decode into CuPy arrays, returning
+what nvJPEG returns (component planes at their real size, raw samples); ``jpeg_path`` finishes them.
 
 Importing this module loads nothing; :func:`lib` loads the library on first use. Every bound function
 is declared once in :data:`FUNCTIONS` (checked against ``nvjpeg.h`` by tests/test_nvjpeg_binding.py).
@@ -18,6 +19,7 @@ from ..errors import DecodeError, DeviceUnavailable
 from ..jpeg_markers import JpegInfo
 from . import libs
 from .pool import Pool
+from .upsample import component_shapes
 
 # nvjpeg.h enum values (checked against the header by the binding test)
 NVJPEG_STATUS = {
@@ -61,6 +63,10 @@ FUNCTIONS: dict[str, tuple[type, tuple]] = {
     "nvjpegGetImageInfo": (c_int, (_p, _p, c_size_t, POINTER(c_int), POINTER(c_int), POINTER(c_int), POINTER(c_int))),
     "nvjpegDecodeBatchedInitialize": (c_int, (_p, _p, c_int, c_int, c_int)),
     "nvjpegDecodeBatched": (c_int, (_p, _p, POINTER(c_void_p), POINTER(c_size_t), POINTER(NvjpegImage), _p)),
+    "nvjpegJpegStreamCreate": (c_int, (_p, POINTER(c_void_p))),
+    "nvjpegJpegStreamDestroy": (c_int, (_p,)),
+    "nvjpegJpegStreamParseHeader": (c_int, (_p, _p, c_size_t, _p)),
+    "nvjpegDecodeBatchedSupported": (c_int, (_p, _p, POINTER(c_int))),
 }
 
 
@@ -116,6 +122,7 @@ def require_version() -> None:
 
 
 _handles: dict[tuple[int, int], int] = {}
+_no_handle: set[tuple[int, int]] = set()  # (device, backend) nvjpegCreateEx refused
 _handles_lock = threading.Lock()
 
 
@@ -144,45 +151,42 @@ def _destroy_state(state: int) -> None:
 STATES: Pool[int] = Pool(_new_state, _destroy_state, cap=4)
 
 
-def component_shapes(info: JpegInfo) -> list[tuple[int, int]]:
-    """(height, width) of each decoded component plane (subsampled chroma rounded up, as T.81 A.1.1)."""
-    hmax = max(c.h for c in info.components)
-    vmax = max(c.v for c in info.components)
-    return [(-(-info.rows * c.v // vmax), -(-info.columns * c.h // hmax)) for c in info.components]
+def _try_handle(device: int, backend: int) -> int | None:
+    """The handle of `backend`, or None where nvJPEG cannot create one (no hardware decoder on this GPU:
+    ``nvjpegCreateEx`` returns NVJPEG_STATUS_ARCH_MISMATCH / JPEG_NOT_SUPPORTED)."""
+    if (device, backend) in _no_handle:
+        return None
+    try:
+        return _handle(device, backend)
+    except DecodeError:
+        _no_handle.add((device, backend))
+        return None
 
 
-def upsample_interleave(planes: Sequence, rows: int, cols: int, xp):
-    """Planar components (chroma possibly subsampled) -> (rows, cols[, samples]) by sample replication."""
-    if len(planes) == 1:
-        return planes[0]
-    out = xp.empty((rows, cols, len(planes)), dtype=planes[0].dtype)
-    for k, p in enumerate(planes):
-        fy, fx = -(-rows // p.shape[0]), -(-cols // p.shape[1])
-        if (fy, fx) != (1, 1):
-            p = xp.repeat(xp.repeat(p, fy, axis=0), fx, axis=1)
-        out[..., k] = p[:rows, :cols]
-    return out
+def batched_supported(handle: int, frame: bytes) -> bool | None:
+    """``nvjpegDecodeBatchedSupported`` for one bitstream (it sets 0 when the handle's backend can decode
+    it); None where nvJPEG cannot answer (the header does not parse)."""
+    stream = c_void_p()
+    check(lib().nvjpegJpegStreamCreate(handle, ctypes.byref(stream)), "nvjpegJpegStreamCreate")
+    try:
+        buf = ctypes.c_char_p(frame)
+        if lib().nvjpegJpegStreamParseHeader(handle, ctypes.cast(buf, c_void_p), len(frame), stream):
+            return None
+        answer = c_int(-1)
+        if lib().nvjpegDecodeBatchedSupported(handle, stream, ctypes.byref(answer)):
+            return None
+        return answer.value == 0
+    finally:
+        lib().nvjpegJpegStreamDestroy(stream)
 
 
-def decode_batch(frames: Sequence[bytes], infos: Sequence[JpegInfo], mode: str):
-    """Decode JPEG frames of one `mode` (``"dct"`` or ``"lossless"``) with one batched nvJPEG call.
-
-    Returns CuPy arrays: uint8 ``(rows, cols[, samples])`` for DCT frames (raw components, as the CPU
-    decoders return them), uint16 for lossless frames.
-    """
+def _decode(frames: Sequence[bytes], infos: Sequence[JpegInfo], backend: int, lossless: bool) -> list:
+    """One nvjpegDecodeBatched call with `backend` over `frames`; raises DecodeError on a bad status."""
     import cupy
 
-    if not frames:
-        return []
-    if len(frames) != len(infos):
-        raise ValueError("one JpegInfo per frame is needed")
-    lossless = mode == "lossless"
-    if lossless:
-        require_version()
-    backend = NVJPEG_BACKEND_LOSSLESS_JPEG if lossless else NVJPEG_BACKEND_DEFAULT
-    fmt = NVJPEG_OUTPUT_UNCHANGEDI_U16 if lossless else NVJPEG_OUTPUT_UNCHANGED
     device = cupy.cuda.Device().id
     handle = _handle(device, backend)
+    fmt = NVJPEG_OUTPUT_UNCHANGEDI_U16 if lossless else NVJPEG_OUTPUT_UNCHANGED
     n = len(frames)
     keep = [bytes(f) for f in frames]
     data = (c_void_p * n)(*[ctypes.cast(ctypes.c_char_p(b), c_void_p).value for b in keep])
@@ -206,6 +210,57 @@ def decode_batch(frames: Sequence[bytes], infos: Sequence[JpegInfo], mode: str):
         check(lib().nvjpegDecodeBatchedInitialize(handle, state, n, 1, fmt), "nvjpegDecodeBatchedInitialize")
         check(lib().nvjpegDecodeBatched(handle, state, data, lengths, dests, stream), "nvjpegDecodeBatched")
         cupy.cuda.get_current_stream().synchronize()  # host bitstreams (`keep`) must outlive the decode
-    if lossless:
-        return [a if a.shape[2] > 1 else a[..., 0] for a in outputs]
-    return [upsample_interleave(p, info.rows, info.columns, cupy) for p, info in zip(outputs, infos)]
+    return outputs
+
+
+def _hw_takes(handle: int, frame: bytes) -> bool:
+    try:
+        return bool(batched_supported(handle, frame))
+    except DecodeError:
+        return False
+
+
+def decode_batch(frames: Sequence[bytes], infos: Sequence[JpegInfo], mode: str) -> list:
+    """Decode JPEG frames of one `mode` (``"dct"`` or ``"lossless"``) with batched nvJPEG calls.
+
+    Returns what nvJPEG returns, one item per frame: for ``"dct"`` a list of uint8 component planes at
+    their real (subsampled) size (``NVJPEG_OUTPUT_UNCHANGED``); for ``"lossless"`` a uint16
+    ``(rows, cols, components)`` array of the coded samples (``NVJPEG_OUTPUT_UNCHANGEDI_U16``); ``None``
+    for a frame ``nvjpegDecodeBatchedSupported`` says the backend cannot decode. DCT frames go to
+    NVJPEG_BACKEND_HARDWARE where the GPU has a JPEG engine and it takes the stream, else to the default
+    backend. No Bits Stored correction, upsampling or colour conversion happens here.
+    """
+    import cupy
+
+    if not frames:
+        return []
+    if len(frames) != len(infos):
+        raise ValueError("one JpegInfo per frame is needed")
+    device = cupy.cuda.Device().id
+    keep = [bytes(f) for f in frames]
+    out: list = [None] * len(keep)
+    groups: dict[int, list[int]] = {}
+    if mode == "lossless":
+        require_version()
+        handle = _handle(device, NVJPEG_BACKEND_LOSSLESS_JPEG)
+        for i, f in enumerate(keep):
+            if batched_supported(handle, f) is not False:  # no answer: let the decode itself decide
+                groups.setdefault(NVJPEG_BACKEND_LOSSLESS_JPEG, []).append(i)
+    elif mode == "dct":
+        hw = _try_handle(device, NVJPEG_BACKEND_HARDWARE)
+        for i, f in enumerate(keep):
+            groups.setdefault(NVJPEG_BACKEND_HARDWARE if hw is not None and _hw_takes(hw, f) else NVJPEG_BACKEND_DEFAULT,
+                              []).append(i)
+    else:
+        raise ValueError(f"unknown nvJPEG mode {mode!r}")
+    for backend, idx in groups.items():
+        batch, metas = [keep[i] for i in idx], [infos[i] for i in idx]
+        try:
+            decoded = _decode(batch, metas, backend, mode == "lossless")
+        except DecodeError:
+            if backend != NVJPEG_BACKEND_HARDWARE:
+                raise
+            decoded = _decode(batch, metas, NVJPEG_BACKEND_DEFAULT, False)  # the engine refused: GPU default backend
+        for i, item in zip(idx, decoded):
+            out[i] = item
+    return out

@@ -107,6 +107,19 @@ class CupyOps:
     jpeg_decoders = None  # jpeg_path's defaults: nvJPEG and nvImageCodec
 
     @property
+    def native_launcher(self):
+        """Native-kernel launcher on the current stream (jpeg_path's Bits Stored correction)."""
+        from .native import cupy_launcher
+
+        return cupy_launcher
+
+    @property
+    def upsample_launcher(self):
+        from .upsample import cupy_upsample_launcher
+
+        return cupy_upsample_launcher
+
+    @property
     def jpeg_env(self):
         from ..routing import detect_env
 

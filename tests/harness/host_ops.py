@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpudcm.routing import NO_GPU_ENV
-from tests.harness.hostbuild import host_launcher, host_ybr_launcher
+from gpudcm.routing import FULL_ENV
+from tests.harness import standins
+from tests.harness.hostbuild import host_launcher, host_upsample_launcher, host_ybr_launcher
 from tests.harness.rle_host import host_launch_rle
 
 
@@ -55,12 +56,16 @@ class HostOps:
     """Stands in for CupyOps in CI: same calls, same arguments; records what a GPU run would do."""
 
     xp = np
-    jpeg_env = NO_GPU_ENV  # no GPU JPEG library runs here: JPEG-family frames take the CPU route
-    jpeg_decoders = None
+    # JPEG-family frames take the GPU routes, decoded by stand-ins that return what nvJPEG / nvImageCodec
+    # return (tests/harness/standins.py); upsampling, Bits Stored, sign and colour run as on the device
+    jpeg_env = FULL_ENV
+    jpeg_decoders = standins.decoders()
 
     def __init__(self, sanitize: bool = False) -> None:
         self._launch = host_launcher(sanitize)
         self.colour_launcher = host_ybr_launcher(sanitize)
+        self.native_launcher = self._launch
+        self.upsample_launcher = host_upsample_launcher(sanitize)
         self.rle_launchers = (host_launch_rle(sanitize), self._launch)
         self.uploads: list[int] = []  # bytes per host-to-device copy
         self.launches: list[int] = []  # frames per launch
