@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="DIR: one .npy (and .json metadata) per file or series, mirroring the input tree, "
                                  "and DIR/manifest.jsonl; X.zarr: one Zarr array each, decoded by Dask workers")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--workers", type=int, help="threads (.npy) or Dask worker processes (.zarr); default 1 / one per core")
+    p.add_argument("--workers", type=int, help="threads (.npy) or Dask worker processes (.zarr); default 1 / one per core (on <= 2 cores: threads in this process)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); needs --out X.zarr")
     p.add_argument("--series", action="store_true", help="one output per series (SeriesInstanceUID), slices stacked in order")
     p.add_argument("--overwrite", action="store_true", help="decode again arrays already complete (default: skip them)")

@@ -21,6 +21,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,13 @@ def decode_to_zarr(
     return summary
 
 
+@contextmanager
+def _silenced():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _recorder(summary: DecodeSummary, on_result: Callable[[Outcome], None] | None) -> Callable[[Outcome], None]:
     """A function adding one Outcome to `summary` (and telling `on_result`). Objects that are not images
     (not DICOM, or no pixel data: convert copies those unchanged) are listed, not counted as failures."""
@@ -362,7 +370,13 @@ def _run_tasks(task: Callable[..., Outcome], todo: list[Job], record: Callable[[
         plan = plan_cluster(scheduler, dev, workers, gpu_count=_visible_gpus() if dev == "cuda" else 0,
                             cpu_count=os.cpu_count() or 1, n_jobs=len(todo))
         client, to_close = _open_client(plan, scheduler)
+        # catch_warnings is process-wide, not per thread: threaded tasks are silenced once, here
+        in_threads = plan.kind == "local-threads" and bool(kwargs.get("quiet"))
+        quiet = _silenced() if in_threads else nullcontext()
+        if in_threads:
+            kwargs["quiet"] = False
         try:
+            quiet.__enter__()
             # biggest inputs first: the longest tasks start at once instead of ending the run alone on one worker
             todo.sort(key=lambda j: -_file_bytes(j.paths))
             futures = client.map(task, todo, device=device, pure=False, **kwargs)  # map runs them in list order
@@ -379,6 +393,7 @@ def _run_tasks(task: Callable[..., Outcome], todo: list[Job], record: Callable[[
         finally:
             for thing in to_close:
                 thing.close()
+            quiet.__exit__(None, None, None)
 
 
 # --- DICOM output ------------------------------------------------------------------------------------
