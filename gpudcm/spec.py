@@ -211,21 +211,14 @@ def transfer_syntax_of(ds: Dataset, src: str) -> UID:
     return tsyntax
 
 
-def pixel_spec(ds: Dataset, *, source: str | None = None) -> PixelSpec:
-    """Build and validate the :class:`PixelSpec` of `ds`.
-
-    Raises :class:`InvalidPixelData` (or :class:`UnsupportedTransferSyntax`) naming the file, the tag
-    and the numbers when the pixel module cannot describe the bytes present.
-    """
-    src = _source_name(ds, source)
-
+def _pixel_element(ds: Dataset, src: str) -> tuple[str, str, int]:
+    """(keyword, VR, length) of the one pixel element `ds` holds."""
     present = [kw for kw in PIXEL_KEYWORDS if kw in ds]
     if not present:
         raise InvalidPixelData(f"{src}: the dataset has no Pixel Data, Float Pixel Data or Double Float Pixel Data")
     if len(present) > 1:
         raise InvalidPixelData(f"{src}: only one pixel data element may be present, found {present}")
     keyword = present[0]
-    tsyntax = transfer_syntax_of(ds, src)
     try:
         elem = ds[keyword]
         value = elem.value
@@ -238,7 +231,27 @@ def pixel_spec(ds: Dataset, *, source: str | None = None) -> PixelSpec:
             f"{src}: {tag_name(keyword)} holds {type(value).__name__}, not bytes "
             "(a sequence or deferred value inside Pixel Data cannot be decoded)"
         )
-    nbytes = len(value)
+    try:
+        vr = str(elem.VR)
+    except Exception:  # pragma: no cover - pydicom always sets a VR on a read element
+        vr = "OB"
+    return keyword, vr, len(value)
+
+
+def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, str, int] | None = None) -> PixelSpec:
+    """Build and validate the :class:`PixelSpec` of `ds`.
+
+    `element` = (keyword, VR, bytes present) describes a pixel element that is not held in `ds` (the lazy
+    reader's header stops before it); without it the element is read from `ds`.
+    Raises :class:`InvalidPixelData` (or :class:`UnsupportedTransferSyntax`) naming the file, the tag
+    and the numbers when the pixel module cannot describe the bytes present.
+    """
+    src = _source_name(ds, source)
+    if element is None:
+        keyword, vr, nbytes = _pixel_element(ds, src)
+    else:
+        keyword, vr, nbytes = element
+    tsyntax = transfer_syntax_of(ds, src)
     if nbytes == 0:
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} is empty (0 bytes)")
     if tsyntax.is_encapsulated and keyword != "PixelData":
@@ -314,10 +327,6 @@ def pixel_spec(ds: Dataset, *, source: str | None = None) -> PixelSpec:
         if planar not in (0, 1):
             raise InvalidPixelData(f"{src}: {tag_name('PlanarConfiguration')} is {planar}; it must be 0 or 1")
 
-    try:
-        vr = str(elem.VR)
-    except Exception:  # pragma: no cover - pydicom always sets a VR on a read element
-        vr = "OB"
     spec = PixelSpec(
         source=src,
         transfer_syntax=tsyntax,
