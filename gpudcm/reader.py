@@ -418,6 +418,7 @@ def open_pixels(src: Source | PixelReader) -> PixelReader:
     name = source_name(src)
     if isinstance(src, Dataset):
         return from_dataset(src, name)
+    given = src
     if isinstance(src, (bytes, bytearray, memoryview)):
         src = io.BytesIO(src)
     try:
@@ -426,5 +427,5 @@ def open_pixels(src: Source | PixelReader) -> PixelReader:
         reader = None
     if reader is not None:
         return reader
-    ds, _ = load_dataset(src)
+    ds, _ = load_dataset(given)
     return from_dataset(ds, name)
