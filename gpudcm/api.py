@@ -91,7 +91,7 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
             arr, frame_infos = decode_jpeg_family(
                 ds, sub, index=sub_index, raw=raw, as_rgb=as_rgb, ops=ops, env=ops.jpeg_env,
                 decoders=ops.jpeg_decoders, extended_offsets=_extended_offsets(ds))
-            results[i] = arr.reshape(_shape_of(spec, index))
+            results[i] = arr if index is None else arr.reshape(_shape_of(spec, index))
             if infos is not None:
                 infos += [FrameInfo(f.source, _selected(spec, index)[f.frame], f.backend, f.reason)
                           for f in frame_infos]
@@ -108,7 +108,7 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
         for i, arr in zip(group, decoded):
             if needs_rgb_conversion(readers[i].spec, raw, as_rgb):
                 arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)
-            results[i] = arr.reshape(_shape_of(readers[i].spec, index))
+            results[i] = arr if index is None else arr.reshape(_shape_of(readers[i].spec, index))
     if native:
         requests = [Request(readers[i].spec, readers[i], index) for i in native]
         whole = stack and len(native) == len(readers) and stackable(requests)
