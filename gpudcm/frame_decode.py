@@ -27,10 +27,18 @@ NATIVE_RUN_BYTES = 16 << 20
 _INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-def _decoder(spec: PixelSpec):
-    from .cpu import decoder_for
+_DECODERS: dict = {}
 
-    return decoder_for(spec)
+
+def _decoder(spec: PixelSpec):
+    """pydicom's decoder for the syntax (looked up once per syntax; its plugins may load later)."""
+    decoder = _DECODERS.get(spec.transfer_syntax)
+    if decoder is None:
+        from .cpu import decoder_for
+
+        decoder = decoder_for(spec)
+        _DECODERS[spec.transfer_syntax] = decoder
+    return decoder
 
 
 def pixel_options(spec: PixelSpec, frames: int, extended_offsets=None, **extra) -> dict[str, Any]:
@@ -63,12 +71,15 @@ def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError
     return DecodeError(f"{spec.transfer_syntax.name} decode failed: {type(exc).__name__}: {msg}", source=spec.source, frame=frame)
 
 
-def _pydicom(spec: PixelSpec, src, opts: dict, *, index: int | None, raw: bool, frame: int | None) -> np.ndarray:
+def _pydicom(spec: PixelSpec, src, opts: dict, *, index: int | None, raw: bool, frame: int | None,
+             validate: bool = False) -> np.ndarray:
+    """pydicom's decode of `src`; `validate` only where pydicom's checks change what it does (a whole
+    element: it drops a mismatched Extended Offset Table); pixel_spec has checked every size."""
     decoder = _decoder(spec)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pydicom's padding notes; sizes are checked in spec
-            arr, _ = decoder.as_array(src, index=index, raw=raw, **opts)
+            arr, _ = decoder.as_array(src, index=index, raw=raw, validate=validate, **opts)
     except _INTERRUPTS:
         raise
     except BaseException as exc:  # pylibjpeg-rle's Rust panics are BaseExceptions (pyo3 PanicException)
@@ -133,7 +144,7 @@ def _whole_encapsulated(reader: PixelReader, *, raw: bool, as_rgb: bool) -> np.n
     spec = reader.spec
     src = reader.ds if reader.dataset_given else reader.file_like()
     opts = pixel_options(spec, spec.declared_frames, reader.extended_offsets, as_rgb=as_rgb)
-    return _pydicom(spec, src, opts, index=None, raw=raw, frame=None)
+    return _pydicom(spec, src, opts, index=None, raw=raw, frame=None, validate=True)
 
 
 # ------------------------------------------------------------------------------------------ public
