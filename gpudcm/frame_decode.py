@@ -31,9 +31,10 @@ _DECODERS: dict = {}
 
 
 def _decoder(spec: PixelSpec):
-    """pydicom's decoder for the syntax (looked up once per syntax; its plugins may load later)."""
+    """pydicom's decoder for the syntax (the object looked up once per syntax, its plugins' availability
+    asked every time: they may be installed or patched at run time)."""
     decoder = _DECODERS.get(spec.transfer_syntax)
-    if decoder is None:
+    if decoder is None or not decoder.is_available:
         from .cpu import decoder_for
 
         decoder = decoder_for(spec)
