@@ -18,7 +18,7 @@ from .capabilities import backend_for
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
 from .frame_decode import check_out, decode_frames, iter_decode
-from .reader import PixelReader, open_pixels
+from .reader import PixelReader, open_pixels, reading
 from .reader import _extended_offsets as extended_offsets_of
 from .source import Source, source_name
 from .spec import PixelSpec
@@ -72,31 +72,33 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
     from .routing import FrameInfo
 
     readers = [_as_reader(p) for p in prepared]
+    sels = [_selection(r, None, index) if isinstance(index, (list, tuple, slice)) else _selection(r, index, None)
+            for r in readers]
     results: list[Any] = [None] * len(readers)
     native: list[int] = []
     rle: dict[tuple, list[int]] = {}
     rle_src: dict[int, tuple] = {}
     for i, reader in enumerate(readers):
-        spec = reader.spec
+        spec, sel = reader.spec, sels[i]
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
         if infos is not None and cap.backend in ("kernel", "cpu-plugin"):
-            infos += [FrameInfo(spec.source, f, cap.backend, cap.reason) for f in _selected(spec, index)]
+            infos += [FrameInfo(spec.source, f, cap.backend, cap.reason) for f in _selected(spec, sel)]
         if cap.backend == "kernel" and spec.transfer_syntax == RLELossless:
             rle.setdefault(layout_key(spec), []).append(i)
-            rle_src[i] = _encapsulated_source(reader, index)
+            rle_src[i] = _encapsulated_source(reader, sel)
         elif cap.backend == "kernel":
             native.append(i)
         elif cap.backend in ("nvjpeg", "j2k"):
-            ds, sub, sub_index = _encapsulated_source(reader, index)
+            ds, sub, sub_index = _encapsulated_source(reader, sel)
             arr, frame_infos = decode_jpeg_family(
                 ds, sub, index=sub_index, raw=raw, as_rgb=as_rgb, ops=ops, env=ops.jpeg_env,
                 decoders=ops.jpeg_decoders, extended_offsets=_extended_offsets(ds))
-            results[i] = arr if index is None else arr.reshape(_shape_of(spec, index))
+            results[i] = arr if sel is None else arr.reshape(_shape_of(spec, sel))
             if infos is not None:
-                infos += [FrameInfo(f.source, _selected(spec, index)[f.frame], f.backend, f.reason)
+                infos += [FrameInfo(f.source, _selected(spec, sel)[f.frame], f.backend, f.reason)
                           for f in frame_infos]
         elif cap.backend == "cpu-plugin":
-            results[i] = ops.xp.asarray(_cpu_decode(reader, index, raw=raw, as_rgb=as_rgb))
+            results[i] = ops.xp.asarray(_cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb))
         else:
             raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
     launch_rle, launch_native = ops.rle_launchers if rle else (None, None)
@@ -108,9 +110,9 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
         for i, arr in zip(group, decoded):
             if needs_rgb_conversion(readers[i].spec, raw, as_rgb):
                 arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)
-            results[i] = arr if index is None else arr.reshape(_shape_of(readers[i].spec, index))
+            results[i] = arr if sels[i] is None else arr.reshape(_shape_of(readers[i].spec, sels[i]))
     if native:
-        requests = [Request(readers[i].spec, readers[i], index) for i in native]
+        requests = [Request(readers[i].spec, readers[i], sels[i]) for i in native]
         whole = stack and len(native) == len(readers) and stackable(requests)
         decoded = decode_native_batch(requests, ops, stack=whole)
         for k, i in enumerate(native):
@@ -139,7 +141,8 @@ def _cpu_decode(reader: PixelReader, sel: Selection, *, raw: bool, as_rgb: bool,
         return decode_frames(reader, None, out=out, raw=raw, as_rgb=as_rgb)
     if isinstance(sel, int):
         flat = None if out is None else out.reshape((1, *reader.spec.frame_shape))
-        return decode_frames(reader, [sel], out=flat, raw=raw, as_rgb=as_rgb).reshape(reader.spec.frame_shape)
+        arr = decode_frames(reader, [sel], out=flat, raw=raw, as_rgb=as_rgb)
+        return arr.reshape(reader.spec.frame_shape) if out is None else out
     return decode_frames(reader, sel, out=out, raw=raw, as_rgb=as_rgb)
 
 
@@ -183,7 +186,7 @@ def pixel_array(
     data as YBR.
     """
     dev = resolve_device(device)
-    with open_pixels(src) as reader:
+    with reading(src) as reader:
         sel = _selection(reader, index, indices)
         if out is not None:
             check_out(out, _shape_of(reader.spec, sel) if sel is not None or not reader.spec.is_encapsulated
@@ -214,7 +217,7 @@ def iter_frames(
     each shaped (rows, cols[, samples]). Each frame is read from the file when it is reached: memory
     stays at one frame and its compressed bytes."""
     dev = resolve_device(device)
-    with open_pixels(src) as reader:
+    with reading(src) as reader:
         wanted = reader.check_indices(indices) if indices is not None else range(reader.spec.number_of_frames)
         if dev == "cpu":
             yield from iter_decode(reader, wanted, raw=raw, as_rgb=as_rgb)
@@ -265,17 +268,15 @@ def decode_batch(
         from .cuda.ops import thread_ops
 
         readers = _map(open_pixels, sources, workers)  # parse (headers and extents only) on CPU threads
+        opened = [r for r, s in zip(readers, sources) if r is not s]
         try:
-            sel = None if index is None else index
-            if sel is not None:
-                sel = readers[0].check_indices([sel])[0] if readers else sel
             ctx = stream if stream is not None else nullcontext()
             infos: list | None = [] if return_info else None
             with ctx:
-                result = _device_decode(readers, thread_ops(), index=sel, raw=raw, as_rgb=as_rgb, stack=stack, infos=infos)
+                result = _device_decode(readers, thread_ops(), index=index, raw=raw, as_rgb=as_rgb, stack=stack, infos=infos)
             result = _device_into(result, out, "decode_batch") if out is not None else result
         finally:
-            for r in readers:
+            for r in opened:
                 r.close()
         return (result, infos) if return_info else result
 
@@ -290,7 +291,7 @@ def decode_batch(
             with ctx:
                 if dev == "cuda":
                     return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
-                with open_pixels(src) as reader:
+                with reading(src) as reader:
                     sel = None if index is None else reader.check_indices([index])[0]
                     slot = None if out is None else out[k]
                     arr = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot)

@@ -19,9 +19,12 @@ import io
 import os
 import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID, RLELossless
@@ -265,10 +268,8 @@ class PixelReader:
             return list(range(n))[indices]
         out = []
         for i in indices:
-            if not isinstance(i, bool) and isinstance(i, int) or hasattr(i, "__index__") and not isinstance(i, bool):
-                i = int(i)
-                if -n <= i < 0:
-                    i += n
+            if isinstance(i, (int, np.integer)) and not isinstance(i, bool) and -n <= i < 0:
+                i += n  # Python's count from the end
             out.append(self.spec.check_index(i))
         return out
 
@@ -429,3 +430,13 @@ def open_pixels(src: Source | PixelReader) -> PixelReader:
         return reader
     ds, _ = load_dataset(given)
     return from_dataset(ds, name)
+
+
+@contextmanager
+def reading(src: Source | PixelReader) -> Iterator[PixelReader]:
+    """:func:`open_pixels` for one call: closes what it opened, leaves a caller's reader open."""
+    if isinstance(src, PixelReader):
+        yield src
+        return
+    with open_pixels(src) as reader:
+        yield reader
