@@ -116,6 +116,19 @@ def _native_run(reader: PixelReader, a: int, b: int, *, raw: bool, as_rgb: bool)
     return arr.reshape((b - a0, *spec.frame_shape))[a - a0 :]
 
 
+# Photometric interpretations pydicom's pixel_array leaves as stored (no colour conversion).
+_AS_STORED = frozenset({"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB"})
+
+
+def stored_as_decoded(spec: PixelSpec) -> bool:
+    """Whether pydicom's decode of these native frames is their bytes as they are: little endian, whole
+    bytes, every bit stored (nothing to mask or sign-extend), no 4:2:2 expansion or colour conversion,
+    interleaved samples. Such frames are read straight into the output."""
+    return (spec.is_little_endian and spec.bits_allocated >= 8 and spec.bits_stored == spec.bits_allocated
+            and spec.photometric_interpretation in _AS_STORED and spec.planar_configuration == 0
+            and not spec.is_ybr422_native and spec.dtype.isnative)
+
+
 def _runs(indices: list[int], per_run: int) -> Iterator[tuple[int, int, int]]:
     """(position in `indices`, first frame, end frame) of consecutive runs, at most `per_run` frames each."""
     k = 0
@@ -202,7 +215,12 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
         for k, i in enumerate(indices):
             out[k] = _encapsulated_frame(reader, i, raw=raw, as_rgb=as_rgb)
         return out
-    per_run = max(1, NATIVE_RUN_BYTES // max(1, spec.frame_bits // 8))
+    flen = spec.frame_bits // 8
+    if stored_as_decoded(spec) and out.flags.c_contiguous:
+        for k, a, b in _runs(indices, len(indices)):  # file -> output, one read a run, no copy
+            reader.read_range_into(a * flen, out[k : k + b - a].reshape(-1).view(np.uint8))
+        return out
+    per_run = max(1, NATIVE_RUN_BYTES // max(1, flen))
     for k, a, b in _runs(indices, per_run):
         out[k : k + b - a] = _native_run(reader, a, b, raw=raw, as_rgb=as_rgb)
     return out

@@ -149,7 +149,8 @@ def _series_info(paths: Sequence[str]) -> dict:
 def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool = True) -> tuple[np.ndarray | None, Outcome]:
     """Decode `job` into a host (NumPy) array. Never raises for a bad input: the returned Outcome
     says "failed" with the error's type and message (the array is then None)."""
-    from .api import _prepare, pixel_array
+    from .api import pixel_array
+    from .reader import open_pixels
     from .capabilities import backend_for
     from .cuda.runtime import resolve_device
     from .series import load_volume
@@ -164,8 +165,9 @@ def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool =
             except Exception:  # decoded fine; the description is a nicety
                 pass
         else:
-            ds, spec = _prepare(job.paths[0])  # parsed once; pixel_array(ds) is then pixel_array(path)
-            arr = to_host(pixel_array(ds, device=device, raw=raw, as_rgb=as_rgb))
+            with open_pixels(job.paths[0]) as reader:  # parsed once; frames read as they are decoded
+                spec = reader.spec
+                arr = to_host(pixel_array(reader, device=device, raw=raw, as_rgb=as_rgb))
             info = {"transfer_syntax": spec.transfer_syntax.name, "frames": spec.number_of_frames,
                     "backend": backend_for(spec, resolve_device(device)).backend}
     except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded, not raised

@@ -119,10 +119,14 @@ class FileBytes:
         self._check()
 
     def read_at(self, pos: int, n: int) -> bytes:
-        out = bytearray(n)
+        return self.read_array(pos, n).tobytes()
+
+    def read_array(self, pos: int, n: int) -> np.ndarray:
+        """`n` bytes at `pos` as a fresh uint8 array (one read, no zero fill, no copy)."""
+        out = np.empty(n, dtype=np.uint8)
         if n:
             self.readinto_at(pos, out)
-        return bytes(out)
+        return out
 
 
 class WindowFile(io.RawIOBase):
@@ -277,7 +281,7 @@ class PixelReader:
     def read_range(self, start: int, stop: int):
         """Bytes `start`..`stop` of the element value (a view when they are in memory)."""
         if isinstance(self.data, FileBytes):
-            return self.data.read_at(start, stop - start)
+            return self.data.read_array(start, stop - start)
         return memoryview(self.data).cast("B")[start:stop]
 
     def read_range_into(self, start: int, buffer) -> None:
@@ -363,8 +367,9 @@ def _open_file(src, name: str):
     return src, lambda: src.seek(pos)
 
 
-def _lazy(src: Source, name: str) -> PixelReader | None:
-    """A reader over the file, or None when the header cannot be read that way."""
+def _lazy(src: Source, name: str, tags: list[int] | None) -> PixelReader | None:
+    """A reader over the file (its header: `tags` only, or all before the pixel element when None), or
+    None when the header cannot be read that way."""
     fp, closer = _open_file(src, name)
     ok = False
     try:
@@ -379,7 +384,7 @@ def _lazy(src: Source, name: str) -> PixelReader | None:
             closer = None
         parse_fp = io.BytesIO(memory) if memory is not None and not isinstance(fp, io.BytesIO) else fp
         try:
-            found = read_header(parse_fp, HEADER_TAGS)
+            found = read_header(parse_fp, tags)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
         except Exception:  # anything odd: the caller falls back to a full dcmread
@@ -408,12 +413,14 @@ def from_dataset(ds: Dataset, name: str) -> PixelReader:
     return PixelReader(ds, spec, ds[spec.pixel_keyword].value, dataset_given=True)
 
 
-def open_pixels(src: Source | PixelReader) -> PixelReader:
+def open_pixels(src: Source | PixelReader, *, full_header: bool = False) -> PixelReader:
     """Open `src` (path, file-like, bytes, Dataset) for frame-level reads; validated, extents known.
 
     The header and the pixel element's position are read first (no pixel bytes); a full ``dcmread`` is
     the second opinion where that fails or does not validate (deflated files, an encoding that contradicts
-    the file meta). Close the reader (or use it as a context manager) to close a file it opened."""
+    the file meta). ``full_header=True`` keeps every element before the pixel data in ``reader.ds`` (for
+    windowing, LUTs, functional groups); by default only the pixel module is read. Close the reader (or
+    use it as a context manager) to close a file it opened."""
     if isinstance(src, PixelReader):
         return src
     name = source_name(src)
@@ -423,7 +430,7 @@ def open_pixels(src: Source | PixelReader) -> PixelReader:
     if isinstance(src, (bytes, bytearray, memoryview)):
         src = io.BytesIO(src)
     try:
-        reader = _lazy(src, name)
+        reader = _lazy(src, name, None if full_header else HEADER_TAGS)
     except GpudcmError:
         reader = None
     if reader is not None:
