@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     warm = get_testdata_file("emri_small_RLE.dcm")
     paths = files(args.dir, args.native_frames, args.rle_frames)
     lines = ["# Frame-level access on big files: peak memory and time (CPU)", "",
-             "Each call alone in a fresh process; peak = growth of the process's peak RSS over the process after "
-             "imports and one warm-up decode of a small file (so plugin imports are not counted); time = the call "
-             f"alone, median of {args.repeat} processes (peak: their maximum). Frame = 512 x 512 uint16 = 0.5 MB.", "",
+             "Each call alone in a fresh process; peak = the process's peak RSS after the call minus its RSS just "
+             "before it (after imports and one warm-up decode of a small file, so plugin imports are not counted; "
+             "an upper bound of what the call added); time = the call "
+             f"alone, median of {args.repeat} processes (peak: their maximum), calls interleaved. Frame = 512 x 512 "
+             "uint16 = 0.5 MB. Noisy 2-core machine shared with other jobs: re-run on a quiet one.", "",
              "Command: `PYTHONPATH=. .venv/bin/python benchmarks/memory.py`", ""]
     verdicts = []
     for kind, path in paths.items():
@@ -63,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"## {kind}: {path.name}, {size / MB:.0f} MB, {frames} frames (index k = {k})", "",
                   "| call | peak over base (MB) | time (ms) | output (MB) |", "|---|---:|---:|---:|"]
         got = {}
-        for op, lib, label in CALLS:
-            if lib == "pydicom-dataset" and op != "whole":
-                continue
-            runs = [bigfiles.measure_in_subprocess(lib, op, str(path), k, warm) for _ in range(args.repeat)]
+        calls = [c for c in CALLS if c[1] != "pydicom-dataset" or c[0] == "whole"]
+        results: dict = {c: [] for c in calls}
+        for _ in range(args.repeat):  # interleaved: each repeat runs every call once
+            for c in calls:
+                results[c].append(bigfiles.measure_in_subprocess(c[1], c[0], str(path), k, warm))
+        for (op, lib, label), runs in results.items():
             sums = {r["checksum"] for r in runs}
             peak = max(r["peak_over_base"] for r in runs)
             secs = statistics.median(r["seconds"] for r in runs)

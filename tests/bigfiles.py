@@ -123,6 +123,8 @@ def measure(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None)
 
     if warmup:
         _call(lib, "whole", warmup, 0)
+    with open(path, "rb") as fp:  # the header in the page cache for every library alike
+        fp.read(1 << 20)
     base = _current_rss()  # what the process holds now; the peak after is a high-water mark, so the
     # difference is an upper bound of what the call itself added
     t0 = time.perf_counter()
