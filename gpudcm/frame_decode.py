@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DecodeError, GpudcmError
+from .cpu import _INTERRUPTS, _wrap, decoder_for, native_order
+from .errors import GpudcmError
 from .reader import PixelReader
 from .spec import PixelSpec
 
 # Native frames are decoded in runs of at most this many bytes (bounds the memory of a whole-file decode
 # to the output plus one run and its decoded copy).
 NATIVE_RUN_BYTES = 16 << 20
-_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 _DECODERS: dict = {}
@@ -35,8 +35,6 @@ def _decoder(spec: PixelSpec):
     asked every time: they may be installed or patched at run time)."""
     decoder = _DECODERS.get(spec.transfer_syntax)
     if decoder is None or not decoder.is_available:
-        from .cpu import decoder_for
-
         decoder = decoder_for(spec)
         _DECODERS[spec.transfer_syntax] = decoder
     return decoder
@@ -63,13 +61,6 @@ def pixel_options(spec: PixelSpec, frames: int, extended_offsets=None, **extra) 
         opts["extended_offsets"] = extended_offsets
     opts.update(extra)
     return opts
-
-
-def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError:
-    if isinstance(exc, GpudcmError):
-        return exc
-    msg = " ".join(str(exc).split())
-    return DecodeError(f"{spec.transfer_syntax.name} decode failed: {type(exc).__name__}: {msg}", source=spec.source, frame=frame)
 
 
 def _pydicom(spec: PixelSpec, src, opts: dict, *, index: int | None, raw: bool, frame: int | None,
@@ -184,10 +175,6 @@ def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str):
     return out
 
 
-def _native_order(arr: np.ndarray) -> np.ndarray:
-    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
-
-
 def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out: np.ndarray | None = None,
                   raw: bool = False, as_rgb: bool = True) -> np.ndarray:
     """Frames `indices` (checked frame numbers, any order, repeats allowed) of `reader`, or all of them
@@ -199,7 +186,7 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
     if indices is None:
         if spec.is_encapsulated:
             if out is None or len(reader.frames) > spec.number_of_frames:  # pydicom may keep excess frames
-                arr = _native_order(_whole_encapsulated(reader, raw=raw, as_rgb=as_rgb))
+                arr = native_order(_whole_encapsulated(reader, raw=raw, as_rgb=as_rgb))
                 if out is None:
                     return arr
                 check_out(arr, out.shape, out.dtype, spec.source)

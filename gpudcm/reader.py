@@ -30,7 +30,7 @@ from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID, RLELossless
 
 from .errors import GpudcmError, InvalidPixelData
-from .frames import Frame, check_codestream_sizes, check_rle_capacity, encapsulated_extents, native_extents
+from .frames import Frame, check_codestream_sizes, check_rle_capacity, encapsulated_extents, native_extents, native_frame
 from .pydicom_compat import _at_pixel_data, _read_file_meta_info
 from .source import Source, load_dataset, source_name
 from .spec import PixelSpec, pixel_spec

@@ -101,15 +101,25 @@ def _call(lib: str, op: str, path: str, k: int):
     return pixel_array(path)
 
 
-def _current_rss() -> int:
-    import os
-    import resource
-
+def _status_kb(field: str) -> int | None:
     try:
-        with open("/proc/self/statm") as fp:
-            return int(fp.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # no /proc: the high-water mark so far
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+        with open("/proc/self/status") as fp:
+            for line in fp:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux ``clear_refs`` 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fp:
+            fp.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def measure(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None) -> dict:
@@ -118,19 +128,27 @@ def measure(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None)
     import resource
     import time
 
+    import gpudcm  # noqa: F401  (imports first: they are not the call's)
     import pydicom.pixels  # noqa: F401
-    import gpudcm  # noqa: F401
 
     if warmup:
         _call(lib, "whole", warmup, 0)
     with open(path, "rb") as fp:  # the header in the page cache for every library alike
         fp.read(1 << 20)
-    base = _current_rss()  # what the process holds now; the peak after is a high-water mark, so the
-    # difference is an upper bound of what the call itself added
-    t0 = time.perf_counter()
-    arr = _call(lib, op, path, k)
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+    # peak RSS of the call = the process's high-water mark after it, reset to the current RSS just before
+    # (ru_maxrss cannot be used: Linux carries it over from the parent across exec)
+    if _reset_peak() and _status_kb("VmHWM") is not None:
+        base = _status_kb("VmRSS")
+        t0 = time.perf_counter()
+        arr = _call(lib, op, path, k)
+        seconds = time.perf_counter() - t0
+        peak = _status_kb("VmHWM")
+    else:  # no /proc: the high-water mark growth (a lower bound)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+        t0 = time.perf_counter()
+        arr = _call(lib, op, path, k)
+        seconds = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
     return {"lib": lib, "op": op, "peak_over_base": peak - base, "seconds": seconds, "out_bytes": int(arr.nbytes),
             "shape": list(arr.shape), "checksum": int(np.asarray(arr, dtype=np.uint64).sum() % (1 << 61))}
 
