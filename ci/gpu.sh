@@ -3,6 +3,7 @@
 # at most 10 minutes, so the suite comes in parts:
 #   bash ci/gpu.sh tests memcheck        # gpu tests (cuda == cpu on the corpus), compute-sanitizer memcheck
 #   bash ci/gpu.sh bench loader          # gpudcm bench --device cuda, the PyTorch loader against MONAI
+#   bash ci/gpu.sh wsi                   # slide regions against wsidicom (benchmarks/wsi.py)
 #   bash ci/gpu.sh micro                 # gpu_report, gpu_preprocess, gpu_jpeg, CPU report
 #   bash ci/gpu.sh                       # all of them (on a machine without the 10-minute limit)
 # Each call writes one result file (device, driver, CUDA, commit, results) to $OUT (or benchmarks/results/)
@@ -14,7 +15,7 @@ export PYTHONUNBUFFERED=1
 OUTDIR=${OUT:-benchmarks/results}
 mkdir -p "$OUTDIR"
 PARTS=("$@")
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests memcheck bench loader micro)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests memcheck bench loader wsi micro)
 RESULT="$OUTDIR/gpu-$(date -u +%Y%m%dT%H%M%SZ)-$(IFS=-; echo "${PARTS[*]}").md"
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -39,6 +40,12 @@ part_bench() {
   echo '```'
   # .whl/bench-cache holds the HTJ2K workload built by ci/wheels.sh; the rest are built here
   timeout 420 python3 -m gpudcm bench --device cuda --cache .whl/bench-cache --out "$OUTDIR" --name bench-cuda 2>&1 | tail -n 45
+  echo '```'
+}
+part_wsi() {
+  echo "## whole-slide regions against wsidicom (2048 and 4096 square, JPEG tiles)"
+  echo '```'
+  timeout 300 python3 benchmarks/wsi.py --device cuda --cache .whl/bench-cache --out "$OUTDIR" 2>&1 | tail -n 25
   echo '```'
 }
 part_loader() {

@@ -22,6 +22,10 @@ PACKAGES=(
   "pyjpegls==1.5.1"
   "nvidia-nvjpeg==13.3.2.43"
   "monai==1.6.1"            # the loader benchmark's baseline (the device image has torch)
+  # wsidicom (the wsi bench's baseline) and its pure-Python dependencies
+  "wsidicom==0.36.1" "marshmallow==4.4.0" "dicomweb-client==0.61.2" "requests==2.34.2" "urllib3==2.8.0"
+  "idna==3.20" "charset-normalizer==3.5.3" "certifi==2026.10.19.post1" "universal-pathlib==0.3.10"
+  "pathlib-abc==0.5.2" "cachetools==8.0.2" "retrying==1.4.2" "fsspec==2026.9.0" "pillow==13.0.0"
 )
 if [ "${1:-}" = "--j2k" ]; then
   PACKAGES+=("nvidia-nvimgcodec-cu13==0.9.0.20")
@@ -34,6 +38,8 @@ python3 -m pip wheel -q --no-deps -w .whl . 2>&1 | grep -v "^WARNING: Location" 
 if [ "${1:-}" != "--j2k" ]; then
   # the HTJ2K bench workload (~7 MB), built here: the device has no imagecodecs (OpenJPH's encoder)
   ${PYTHON:-python3} -c "from gpudcm.bench.workloads import build; print(build('htj2k', '.whl/bench-cache', 64))"
+  # the wsi bench slide (~3.5 MB of JPEG tiles, encoded by Pillow here)
+  ${PYTHON:-python3} -c "from gpudcm.bench.wsi import build_slide; print(build_slide('.whl/bench-cache', 4096))"
 fi
 ls -la .whl
 du -sh .whl

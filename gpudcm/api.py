@@ -6,9 +6,10 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any, Union
 
 import numpy as np
@@ -238,6 +239,7 @@ def decode_batch(
     workers: int | None = None,
     on_error: str = "raise",
     return_info: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
     out=None,
 ) -> list | Any:
     """Decode many sources; results keep input order.
@@ -253,6 +255,9 @@ def decode_batch(
     ``return_info=True`` also returns one :class:`gpudcm.routing.FrameInfo` per frame: which
     backend decoded it (kernel, nvjpeg, j2k, cpu-plugin) and why.
     `stream` (a ``cupy.cuda.Stream``) is used for device work when decoding on CUDA.
+    ``progress=True`` draws a progress line on stderr (files done, files/s, MB/s); a callable is called
+    as ``progress(done, total)`` after each source (on the batched CUDA path: as each is parsed, before
+    the one device pass).
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
@@ -264,10 +269,48 @@ def decode_batch(
         if len(out) != len(sources):
             raise GpudcmError(f"out= holds {len(out)} item(s) for {len(sources)} source(s)")
         stack = True
+    with _progress(progress, len(sources)) as tick:
+        return _decode_batch(sources, dev, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb, stack=stack,
+                             workers=workers, on_error=on_error, return_info=return_info, out=out)
+
+
+@contextmanager
+def _progress(progress: bool | Callable[[int, int], None], total: int) -> Iterator[Callable[[Any], None]]:
+    """A tick(result) function: updates a stderr Progress line, calls the user's callback, or nothing."""
+    lock = threading.Lock()
+    done = [0]
+    bar = None
+    if progress is True:
+        from .progress import Progress
+
+        bar = Progress(total)
+
+    def tick(result: Any = None) -> None:
+        with lock:
+            done[0] += 1
+            if bar is not None:
+                bar.update(int(getattr(result, "nbytes", 0) or 0), failed=isinstance(result, Exception))
+            elif callable(progress):
+                progress(done[0], total)
+
+    try:
+        yield tick
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, stream, index, raw, as_rgb, stack, workers,
+                  on_error, return_info, out):
     if dev == "cuda" and on_error == "raise":
         from .cuda.ops import thread_ops
 
-        readers = _map(open_pixels, sources, workers)  # parse (headers and extents only) on CPU threads
+        def parse(src):
+            reader = open_pixels(src)  # headers and extents only: frames are read by the device pass
+            tick(None)
+            return reader
+
+        readers = _map(parse, sources, workers)  # parse on CPU threads
         opened = [r for r, s in zip(readers, sources) if r is not s]
         try:
             ctx = stream if stream is not None else nullcontext()
@@ -285,6 +328,11 @@ def decode_batch(
     infos: list = []
 
     def one(k: int):
+        result = _one(k)
+        tick(result)
+        return result
+
+    def _one(k: int):
         src = sources[k]
         try:
             ctx = stream if (dev == "cuda" and stream is not None) else nullcontext()

@@ -13,6 +13,11 @@ from .spec import PixelSpec
 BACKENDS = ("kernel", "nvjpeg", "j2k", "cpu-plugin", "unsupported")
 DEVICES = ("cpu", "cuda")
 _YBR = ("YBR_FULL", "YBR_FULL_422")
+# what to install when a GPU decoder exists but its library does not load
+_MISSING_GPU_LIBRARY = {
+    "nvjpeg": "nvJPEG not installed: pip install 'gpudcm[cuda]'",
+    "j2k": "nvImageCodec not installed: pip install 'gpudcm[j2k]'",
+}
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,11 @@ def _capability(uid: UID, device: str) -> Capability:
     gpu = _gpu_library(uid)
     if gpu is not None and gpu[1]:  # the GPU library loads: frames are routed one by one
         return Capability(uid, "cuda", gpu[0], cuda_ok and cpu_ok, gpu[2] if cuda_ok else f"{gpu[2]}; {cuda_why}")
+    missing = _MISSING_GPU_LIBRARY.get(gpu[0]) if gpu is not None else None  # a decoder exists, its library is absent
     if not cpu_ok:
-        return Capability(uid, "cuda", "unsupported", False, f"no GPU decoder yet and {cpu_why}")
-    why = f"no GPU decoder yet: decoded on the CPU ({cpu_why}) and copied to the device"
+        return Capability(uid, "cuda", "unsupported", False, f"{missing or 'no GPU decoder yet'} and {cpu_why}")
+    why = (f"{missing}; meanwhile decoded on the CPU ({cpu_why}) and copied to the device" if missing else
+           f"no GPU decoder yet: decoded on the CPU ({cpu_why}) and copied to the device")
     return Capability(uid, "cuda", "cpu-plugin", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
 
 

@@ -14,17 +14,20 @@ lossy: their decoded values are stored losslessly.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
+from .classify import classify
 from .errors import GpudcmError
 from .host import to_host
 from .jobs import Outcome
 
 TRANSFER_SYNTAXES = {"explicit": ExplicitVRLittleEndian, "rle": RLELossless}
+COPIED = "copied"  # Outcome status of an object without pixel data, copied unchanged
 
 
 def convert_dataset(ds: Dataset, transfer_syntax: str | UID, *, device: str = "cpu", new_uid: bool = False) -> Dataset:
@@ -60,6 +63,9 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, transfer_syntax
     t0 = time.perf_counter()
     src, dst = os.fspath(src), os.fspath(dst)
     try:
+        kind = classify(src)
+        if not kind.is_image:
+            return _copy_non_image(src, dst, kind, t0)
         ds, _ = load_dataset(src)
         spec = pixel_spec(ds, source=src)
         nbytes = spec.decoded_nbytes
@@ -74,6 +80,19 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, transfer_syntax
                        message=message)
     return Outcome(dst, (src,), "done", transfer_syntax=spec.transfer_syntax.name, frames=spec.number_of_frames,
                    bytes_in=os.path.getsize(src), bytes_out=nbytes, seconds=time.perf_counter() - t0)
+
+
+def _copy_non_image(src: str, dst: str, kind, t0: float) -> Outcome:
+    """A DICOM object without pixel data (DICOMDIR, SR, RT Plan...) is copied unchanged ("copied");
+    a non-DICOM file is left out ("not-image"). Neither is a failure."""
+    from .jobs import NOT_IMAGE
+
+    if kind.kind == "not-dicom":
+        return Outcome(dst, (src,), NOT_IMAGE, message=kind.reason, seconds=time.perf_counter() - t0)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return Outcome(dst, (src,), COPIED, message=f"{kind.reason}: copied unchanged", bytes_in=os.path.getsize(src),
+                   seconds=time.perf_counter() - t0)
 
 
 def plan_outputs(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[Path, Path]]:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from .errors import DeviceUnavailable, GpudcmError
-from .jobs import Job, Outcome, expand_paths, file_jobs, run_job, series_jobs
+from .jobs import NOT_IMAGE, Job, Outcome, _file_bytes, expand_paths, plan_jobs, run_job
+from .metadata import same_output
 
 __all__ = ["ClusterPlan", "DecodeSummary", "Failure", "decode_to_zarr", "plan_cluster"]
 
@@ -36,6 +37,7 @@ COMPLETE = "gpudcm_complete"  # array attribute written after the data: the arra
 REPORT_JSON = ".report.json"  # suffixes of the report files written beside the store
 REPORT_CSV = ".failures.csv"
 _CHUNK_BYTES = 32 << 20
+_CONNECT_TIMEOUT = "5s"  # an unreachable --scheduler fails after this, not distributed's 30 s
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class Failure:
     error_type: str
     message: str
     output: str = ""  # the array name it would have had
+
+
+@dataclass(frozen=True)
+class NotImage:
+    path: str
+    reason: str  # e.g. "no pixel data (Basic Text SR Storage)", "not a DICOM file"
 
 
 @dataclass
@@ -58,6 +66,7 @@ class DecodeSummary:
     bytes_out: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
+    not_images: list[NotImage] = field(default_factory=list)  # skipped inputs: objects without pixel data
     outcomes: list[Outcome] = field(default_factory=list)
 
     @property
@@ -67,8 +76,10 @@ class DecodeSummary:
     def to_dict(self) -> dict:
         return {
             "out": self.out, "done": self.done, "skipped": self.skipped, "failed": self.failed,
+            "not_images_count": len(self.not_images),
             "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "seconds": round(self.seconds, 3),
             "failures": [f.__dict__ for f in self.failures],
+            "not_images": [n.__dict__ for n in self.not_images],
         }
 
 
@@ -119,10 +130,15 @@ def _open_client(plan: ClusterPlan, scheduler: Any):
     if plan.kind == "client":
         return scheduler, []
     if plan.kind == "address":
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=_CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:  # fail fast, in one line
+            raise GpudcmError(f"cannot reach the Dask scheduler at {scheduler} within {_CONNECT_TIMEOUT} "
+                              f"({type(exc).__name__}); is it running?") from None
         return client, [client]
     options = dict(n_workers=plan.n_workers, threads_per_worker=plan.threads_per_worker,
-                   dashboard_address=None, silence_logs=logging.ERROR)
+                   dashboard_address=None, silence_logs=logging.ERROR,
+                   preload=["gpudcm._dask_worker"])  # workers ignore Ctrl-C: this process stops the run
     if plan.kind == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster
@@ -149,22 +165,11 @@ def _zarr():
     return zarr
 
 
-def _fingerprint(paths: Sequence[str]) -> list[list]:
-    """(path, size) of each source: a complete array of the same sources is not decoded again."""
-    out = []
-    for p in paths:
-        try:
-            out.append([p, os.path.getsize(p)])
-        except OSError:
-            out.append([p, -1])
-    return out
-
-
-def _is_complete(out: str, job: Job) -> bool:
+def _is_complete(out: str, job: Job, rescale: bool = False) -> bool:
     zarr = _zarr()
     try:
         arr = zarr.open_array(out, path=job.name, mode="r")
-        return arr.attrs.get(COMPLETE) is True and arr.attrs.get("gpudcm", {}).get("sources") == _fingerprint(job.paths)
+        return arr.attrs.get(COMPLETE) is True and same_output(arr.attrs.get("gpudcm", {}), job, rescale)
     except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError):
         return False
 
@@ -178,34 +183,22 @@ def _chunks(shape: tuple[int, ...], itemsize: int, stacked: bool) -> tuple[int, 
 
 
 def _attrs(job: Job, outcome: Outcome, device: str) -> dict:
+    """The array's ``gpudcm`` attribute: its metadata (gpudcm.metadata.job_metadata) and how it was made."""
     from . import __version__
 
-    attrs = {
-        "gpudcm_version": __version__,
-        "kind": job.kind,
-        "sources": _fingerprint(job.paths),
-        "transfer_syntax": outcome.transfer_syntax,
-        "frames": outcome.frames,
-        "shape": list(outcome.shape),
-        "dtype": outcome.dtype,
-        "device": device,
-    }
-    if job.kind == "series":
-        s = job.series
-        attrs.update(series_instance_uid=s.uid, spacing=s.spacing, orientation=s.orientation, origin=s.origin,
-                     sorted_by=s.sorted_by)
-    return attrs
+    return {**outcome.meta, "gpudcm_version": __version__, "transfer_syntax": outcome.transfer_syntax,
+            "frames": outcome.frames, "shape": list(outcome.shape), "dtype": outcome.dtype, "device": device}
 
 
 def decode_and_write(job: Job, out: str, *, device: str = "auto", raw: bool = False, as_rgb: bool = True,
-                     quiet: bool = False) -> Outcome:
+                     quiet: bool = False, rescale: bool = False) -> Outcome:
     """The task run on a worker: decode `job`, write its array under `out`, mark it complete last.
     Returns the Outcome (small: no pixel data goes back). `quiet` ignores Python warnings meanwhile."""
     if quiet:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return decode_and_write(job, out, device=device, raw=raw, as_rgb=as_rgb)
-    arr, outcome = run_job(job, device=device, raw=raw, as_rgb=as_rgb)
+            return decode_and_write(job, out, device=device, raw=raw, as_rgb=as_rgb, rescale=rescale)
+    arr, outcome = run_job(job, device=device, raw=raw, as_rgb=as_rgb, rescale=rescale)
     if arr is None:
         return outcome
     t0 = time.perf_counter()
@@ -262,6 +255,7 @@ def decode_to_zarr(
     as_rgb: bool = True,
     overwrite: bool = False,
     quiet: bool = False,
+    rescale: bool = False,
     on_result: Callable[[Outcome], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> DecodeSummary:
@@ -271,7 +265,11 @@ def decode_to_zarr(
     ".dcm" dropped, characters outside ``[A-Za-z0-9._-]`` replaced, duplicates numbered), shaped as
     :func:`gpudcm.pixel_array` returns it; or with ``series=True`` one ``(slices, rows, cols[, samples])``
     array per series, named by its SeriesInstanceUID, with spacing/orientation/origin attributes. Each
-    array's ``gpudcm`` attribute holds its sources (path, size), transfer syntax, shape and dtype.
+    array's ``gpudcm`` attribute holds its metadata (:func:`gpudcm.metadata.job_metadata`: sources as
+    resolved path, size and mtime; UIDs, Modality, rescale per slice, spacing, orientation, origin,
+    window, transfer syntax), shape and dtype. ``rescale=True`` stores modality values (float32) instead
+    of stored values. Inputs that are not DICOM images (DICOMDIR, SR, RT Plan, non-DICOM files) are
+    skipped and listed in ``not_images`` (and the report), not counted as failures.
 
     `scheduler`: None starts a local cluster for the run (``workers`` processes; several GPUs and
     ``device`` CUDA: dask-cuda's LocalCUDACluster), an address ("tcp://...") or a
@@ -292,11 +290,11 @@ def decode_to_zarr(
     files = [os.fspath(p) for p in expand_paths(paths)]
     if not files:
         raise GpudcmError("decode_to_zarr: no input files")
-    jobs, left_out = series_jobs(files) if series else (file_jobs(files), [])
+    jobs, not_images = plan_jobs(files, series=series)
     summary = DecodeSummary(out=out)
     _prepare_groups(out, jobs)
     if on_start:
-        on_start(len(jobs) + len(left_out))
+        on_start(len(jobs) + len(not_images))
 
     def record(outcome: Outcome) -> None:
         summary.outcomes.append(outcome)
@@ -306,6 +304,8 @@ def decode_to_zarr(
             summary.bytes_out += outcome.bytes_out
         elif outcome.status == "skipped":
             summary.skipped += 1
+        elif outcome.status == NOT_IMAGE:
+            summary.not_images.append(NotImage(outcome.paths[0], outcome.message))
         else:
             summary.failed += 1
             summary.failures.append(Failure(outcome.paths[0] if outcome.paths else outcome.name, outcome.error_type,
@@ -313,12 +313,11 @@ def decode_to_zarr(
         if on_result:
             on_result(outcome)
 
-    for path in left_out:  # series mode: inputs that are not DICOM images belong to no series
-        record(Outcome("", (path,), "failed", error_type="InvalidPixelData",
-                       message=f"{path} is not a DICOM image (no series)"))
+    for outcome in not_images:  # DICOMDIR, SR, RT Plan, non-DICOM files...: listed, not failures
+        record(outcome)
     todo = []
     for job in jobs:
-        if not overwrite and _is_complete(out, job):
+        if not overwrite and _is_complete(out, job, rescale):
             record(Outcome(job.name, job.paths, "skipped"))
         else:
             todo.append(job)
@@ -329,8 +328,10 @@ def decode_to_zarr(
                             cpu_count=os.cpu_count() or 1, n_jobs=len(todo))
         client, to_close = _open_client(plan, scheduler)
         try:
+            # biggest inputs first: the longest tasks start at once instead of ending the run alone on one worker
+            todo.sort(key=lambda j: -_file_bytes(j.paths))
             futures = client.map(decode_and_write, todo, out=out, device=device, raw=raw, as_rgb=as_rgb, quiet=quiet,
-                                 pure=False)
+                                 rescale=rescale, pure=False)  # map runs them in list order
             job_of = {f.key: j for f, j in zip(futures, todo)}
             for future in as_completed(futures):
                 job = job_of[future.key]

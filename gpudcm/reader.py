@@ -26,12 +26,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID, RLELossless
 
 from .errors import GpudcmError, InvalidPixelData
 from .frames import Frame, check_codestream_sizes, check_rle_capacity, encapsulated_extents, native_extents, native_frame
-from .pydicom_compat import _at_pixel_data, _read_file_meta_info
+from .pydicom_compat import at_pixel_data, read_dataset, read_file_meta_info, read_preamble
 from .source import Source, load_dataset, source_name
 from .spec import PixelSpec, pixel_spec
 
@@ -164,13 +163,13 @@ def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[D
     value lies; None when the file is not read this way (no file meta, deflated, no pixel element)."""
     fp.seek(0)
     read_preamble(fp, force=True)
-    meta = _read_file_meta_info(fp)
+    meta = read_file_meta_info(fp)
     tsyntax = meta.get("TransferSyntaxUID")
     if not tsyntax or UID(tsyntax).is_deflated:
         return None
     tsyntax = UID(tsyntax)
     ds = read_dataset(fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian,
-                      stop_when=_at_pixel_data, specific_tags=specific_tags)
+                      stop_when=at_pixel_data, specific_tags=specific_tags)
     ds.file_meta = meta
     head = fp.read(8)
     if len(head) != 8:

@@ -30,6 +30,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from .errors import InvalidPixelData, UnsupportedTransferSyntax
 from .host import to_host
+from .pydicom_compat import forget_pixel_array
 from .spec import _SAMPLES_FOR_PI
 
 __all__ = ["Requantized", "rescale_to_integers", "set_pixel_data"]
@@ -63,6 +64,10 @@ _PALETTE = (
     "SegmentedBluePaletteColorLookupTableData",
     "PaletteColorLookupTableUID",
 )
+# SOP Classes whose IOD holds the (Double) Floating Point Image Pixel module (PS3.3 C.7.6.24/25, A.75)
+FLOAT_PIXEL_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.30": "Parametric Map Storage"}
+_RESCALE = ("RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence")
+_VALUES = ("stored", "modality")
 _SWAP_ITEMSIZE = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 _RLE_MAX_SEGMENTS = 15  # PS3.5 Annex G.5
 
@@ -301,8 +306,7 @@ def _set_module(ds: Dataset, arr: np.ndarray, pi: str, bits_stored: int, layout:
     elem = ds["PixelData"]
     elem.VR = "OB" if arr.dtype.itemsize == 1 else "OW"
     elem.is_undefined_length = False
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)
 
 
 def _set_float_module(ds: Dataset, arr: np.ndarray, layout: tuple[int, int, int, int]) -> None:
@@ -321,8 +325,7 @@ def _set_float_module(ds: Dataset, arr: np.ndarray, layout: tuple[int, int, int,
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = arr.dtype.itemsize * 8
     ds.add_new(0x7FE00008 if keyword == "FloatPixelData" else 0x7FE00009, vr, arr.tobytes())
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)
 
 
 def _spacing_sites(ds: Dataset) -> list[tuple[Dataset, str]]:
@@ -426,6 +429,7 @@ def set_pixel_data(
     requantize: bool = False,
     float_pixel_data: bool = False,
     pixel_spacing: Sequence[float] | None = None,
+    values: str | None = None,
 ) -> Dataset:
     """Replace the pixel data of `ds` (in place; returned too) with `arr` (NumPy, or CuPy: copied to
     the host once) and set the Image Pixel module to match, as pydicom's ``set_pixel_data`` does.
@@ -456,6 +460,19 @@ def set_pixel_data(
     present is scaled by the same factor (Imager Pixel Spacing differs from Pixel Spacing by the
     magnification); Pixel Spacing is added when none is present. Rows/Columns always follow `arr`.
 
+    `values` says what `arr` holds, so no modality tag is left stale:
+
+    - ``"stored"`` (the default for integer arrays): stored values; Rescale Slope/Intercept and the
+      Modality LUT are kept, a reader applies them as before.
+    - ``"modality"`` (the default when a float array is requantized or written as float): modality values
+      (HU, say). Integer arrays get Rescale Slope 1 / Intercept 0 (the Modality LUT goes); with
+      ``requantize=True`` a new slope/intercept is computed.
+
+    Float/Double Float Pixel Data has no rescale: Rescale Slope/Intercept/Type and the Modality LUT are
+    removed (top level and functional groups), and the SOP Class must be one whose IOD holds float
+    pixel data (Parametric Map Storage); ``values="stored"`` is refused there unless the dataset's
+    rescale is the identity.
+
     `generate_instance_uid` gives a new SOP Instance UID (and Media Storage SOP Instance UID).
 
     Removed as no longer true: Number of Frames (one frame), Planar Configuration (one sample), the
@@ -475,6 +492,8 @@ def set_pixel_data(
         raise InvalidPixelData(f"the array is empty (shape {host.shape})")
     if requantize and float_pixel_data:
         raise InvalidPixelData("requantize=True and float_pixel_data=True exclude each other")
+    values = _values_mode(ds, values, requantize=requantize and host.dtype.kind == "f",
+                          float_pixel_data=float_pixel_data and host.dtype.kind == "f")
 
     pi = str(photometric_interpretation).strip()
     layout = _frame_layout(host.shape, pi)
@@ -499,6 +518,7 @@ def set_pixel_data(
                     "the dataset has (7FE0,0010) 'Pixel Data', so its SOP Class is not one for float pixel "
                     "data; delete it and change the SOP Class UID to write Float Pixel Data"
                 )
+            _check_float_sop_class(ds)
         elif requantize:
             rescale = rescale_to_integers(host, bits_stored)
             host = rescale.stored
@@ -563,6 +583,12 @@ def set_pixel_data(
     )
     if rescale is not None:
         _set_rescale(ds, rescale.slope, rescale.intercept)
+    elif is_float:
+        _drop_rescale(ds)
+    elif values == "modality":
+        _set_rescale(ds, 1.0, 0.0)
+        if "ModalityLUTSequence" in ds:
+            del ds.ModalityLUTSequence
     if spacing is not None:
         _set_spacing(ds, spacing)
     if encoded is not None:
@@ -575,6 +601,47 @@ def set_pixel_data(
     return ds
 
 
+def _values_mode(ds: Dataset, values: str | None, *, requantize: bool, float_pixel_data: bool) -> str:
+    """What the array holds ("stored" or "modality"), checked against the other options."""
+    if values is None:
+        return "modality" if requantize or float_pixel_data else "stored"
+    if values not in _VALUES:
+        raise InvalidPixelData(f"values must be 'stored' or 'modality', not {values!r}")
+    if values == "stored" and requantize:
+        raise InvalidPixelData("requantize=True stores a new Rescale Slope/Intercept for modality values; "
+                               "pass values='modality' (or no values)")
+    if values == "stored" and float_pixel_data:
+        slope, intercept = ds.get("RescaleSlope", 1), ds.get("RescaleIntercept", 0)
+        if float(slope) != 1 or float(intercept) != 0 or ds.get("ModalityLUTSequence"):
+            raise InvalidPixelData(
+                f"Float Pixel Data has no Rescale Slope/Intercept, so stored values would lose this dataset's "
+                f"rescale (slope {slope}, intercept {intercept}); write modality values (values='modality')"
+            )
+    return values
+
+
+def _check_float_sop_class(ds: Dataset) -> None:
+    sop = str(ds.get("SOPClassUID") or getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID") or "")
+    if sop not in FLOAT_PIXEL_SOP_CLASSES:
+        allowed = ", ".join(f"{name} ({uid})" for uid, name in FLOAT_PIXEL_SOP_CLASSES.items())
+        name = UID(sop).name if sop else "none"
+        raise InvalidPixelData(
+            f"SOP Class {name} ({sop or 'no SOP Class UID'}) does not allow Float/Double Float Pixel Data; "
+            f"only {allowed} does: set SOPClassUID to it, or store integers (requantize=True)"
+        )
+
+
+def _drop_rescale(ds: Dataset) -> None:
+    """Float pixel data carries no rescale: the tags go, at the top level and in the functional groups."""
+    for kw in _RESCALE:
+        if kw in ds:
+            del ds[kw]
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for item in ds.get(group) or []:
+            if "PixelValueTransformationSequence" in item:
+                del item.PixelValueTransformationSequence
+
+
 def _encapsulate(ds: Dataset, frames: list[bytes]) -> None:
     """As pydicom's ``compress``: a Basic Offset Table, or an Extended one when offsets exceed 32 bits."""
     total = (len(frames) - 1) * 8 + sum(len(f) for f in frames[:-1])
@@ -585,5 +652,4 @@ def _encapsulate(ds: Dataset, frames: list[bytes]) -> None:
     elem = ds["PixelData"]
     elem.VR = "OB"
     elem.is_undefined_length = True
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)

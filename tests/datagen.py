@@ -639,6 +639,19 @@ def _gen_padding(b: _Builder) -> None:
         description="16-bit with 2 bytes of excess trailing padding",
     )
 
+    # 8-bit written as OW in big endian: the element's bytes are swapped pairwise (pydicom's be_swap_ow),
+    # and with an odd frame size every odd frame starts in the middle of a byte pair.
+    frames, rows, cols = 3, 5, 7
+    values = rng.integers(0, 256, (frames, rows, cols), dtype=np.uint8)
+    name = "u8_ow_odd_frames_be_explicit"
+    ds = _base_dataset(
+        ExplicitVRBigEndian, rows=rows, cols=cols, frames=frames, spp=1, photometric="MONOCHROME2",
+        bits_allocated=8, bits_stored=8, pixel_rep=0,
+    )
+    swapped = np.frombuffer(_pad_even(values.tobytes()), dtype="<u2").byteswap().tobytes()
+    _save(ds, b.path(name), swapped, "OW")
+    b.add(name, values, "8-bit OW big endian (pairwise swapped), 35-byte frames")
+
 
 def _gen_htj2k(b: _Builder) -> None:
     """HTJ2K Lossless, encoded by OpenJPH (through imagecodecs): pydicom has no HTJ2K encoder, and

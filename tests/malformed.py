@@ -679,13 +679,3 @@ def random_mutations(r) -> list[Mutation]:
         else:
             out.append(("truncate", r.random()))
     return out
-
-
-# Cases that hit a gpudcm bug reported upstream (pinned by xfail tests in tests/test_reliability.py);
-# the sweeps skip them so that they stay green and fast until the fix lands.
-
-
-def known_bug(data: bytes) -> str | None:
-    """Why `data` would trip a known, not yet fixed gpudcm bug (sweeps skip it), or None. None are known:
-    the RLE capacity and empty Extended Offset Table bugs this suite found are fixed."""
-    return None

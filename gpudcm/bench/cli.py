@@ -40,7 +40,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="gpudcm-bench", help="folder for the .md/.json/.png (default ./gpudcm-bench)")
     p.add_argument("--name", default=None, help="file stem (default bench-<device>[-quick])")
     p.add_argument("--cache", default=None, help="workload cache folder (default ~/.cache/gpudcm/bench)")
-    p.add_argument("--workloads", default=None, help=f"comma-separated subset of: {', '.join(RECIPES)}")
+    p.add_argument("--workloads", default=None, help=f"comma-separated subset of: {', '.join(RECIPES)}; or wsi (slide regions against wsidicom)")
     p.add_argument("--size", action="append", default=[], metavar="NAME=N",
                    help="files (frames for jpeg-baseline-us) of one workload, overriding --quick/full sizes")
     p.add_argument("--rounds", type=int, default=None, help=f"timed rounds (default {FULL_ROUNDS}, --quick {QUICK_ROUNDS})")
@@ -61,7 +61,7 @@ def _options(args: argparse.Namespace) -> tuple[list[str] | None, dict[str, int]
     names = None
     if args.workloads:
         names = [n.strip() for n in args.workloads.split(",") if n.strip()]
-        unknown = [n for n in names if n not in RECIPES]
+        unknown = [n for n in names if n not in RECIPES and n != "wsi"]
         if unknown:
             _usage_error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
     sizes = {}
@@ -166,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
     from .workloads import build_all, default_cache
 
     names, sizes = _options(args)
+    if names == ["wsi"]:  # whole-slide regions against wsidicom (gpudcm.bench.wsi)
+        from .wsi import run_cli
+
+        return run_cli(args)
     start = time.perf_counter()
     device = resolve_device(args.device)  # "cuda" without a GPU raises DeviceUnavailable (exit 2)
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)

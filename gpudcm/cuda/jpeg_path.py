@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydicom.pixels.utils import _get_jpg_parameters
 from pydicom.uid import JPEGBaseline8Bit
 
 from .. import cpu
 from ..frames import frame_bytes, frame_extents
+from ..pydicom_compat import get_jpg_parameters
 from ..routing import J2K_SYNTAXES, FrameInfo, GpuEnv, parse_frame, route_frame
 from ..spec import PixelSpec
 from .colour import YBR_PHOTOMETRICS, ybr_to_rgb
@@ -34,7 +34,7 @@ def conformed_photometric(spec: PixelSpec, frame: bytes) -> str:
         return finished_photometric(pi)
     if spec.samples_per_pixel != 3:
         return pi
-    info = _get_jpg_parameters(bytes(frame))
+    info = get_jpg_parameters(bytes(frame))
     if info.get("component_ids") in ([82, 71, 66], [114, 103, 98]):
         return "RGB"
     ybr = "YBR_FULL_422" if spec.transfer_syntax == JPEGBaseline8Bit else "YBR_FULL"
