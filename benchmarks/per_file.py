@@ -76,6 +76,12 @@ def corpus_files() -> list[Path]:
     return [p for p in files() if has_pixel_data(p)]
 
 
+def _label(path: Path) -> str:
+    from corpus import corpus_id
+
+    return path.name if path.name.startswith("tiny_") else corpus_id(path)
+
+
 def _time(fn, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
@@ -121,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             if got is None:
                 continue
             g, p = got
-            rows.append((path.name, g, p))
-            print(f"{path.name:48s} gpudcm {g * 1e6:8.0f} us  pydicom {p * 1e6:8.0f} us  ratio {p / g:5.2f}x", flush=True)
+            label = _label(path)
+            rows.append((label, g, p))
+            print(f"{label:48s} gpudcm {g * 1e6:8.0f} us  pydicom {p * 1e6:8.0f} us  ratio {p / g:5.2f}x", flush=True)
     ratios = [p / g for _, g, p in rows]
     lines = ["# Per-file cost: gpudcm.pixel_array(path, device='cpu') vs pydicom.pixels.pixel_array(path)", "",
              "Median of interleaved rounds per file (each round times both, order alternating); "

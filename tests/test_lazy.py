@@ -188,3 +188,18 @@ def test_device_pipeline_reads_frames_into_staging(medium, monkeypatch):
     with open_pixels(medium["rle"]) as reader:
         got = _device_decode([reader], HostOps(), index=[5, 0], raw=False, as_rgb=True)[0]
         np.testing.assert_array_equal(got, pydicom_pixel_array(medium["rle"])[[5, 0]])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["native", "rle"])
+def test_cuda_frames_from_the_lazy_reader(medium, kind):
+    """On a GPU: one frame, a subset and out= (CuPy) through the lazy reader equal the CPU path."""
+    import cupy
+
+    path = medium[kind]
+    cpu = gpudcm.pixel_array(path, device="cpu")
+    np.testing.assert_array_equal(cupy.asnumpy(gpudcm.pixel_array(path, index=-1, device="cuda")), cpu[-1])
+    np.testing.assert_array_equal(cupy.asnumpy(gpudcm.pixel_array(path, indices=[7, 0], device="cuda")), cpu[[7, 0]])
+    buf = cupy.empty((2, 512, 512), cupy.uint16)
+    assert gpudcm.decode_batch([path, path], index=3, out=buf, device="cuda") is buf
+    np.testing.assert_array_equal(cupy.asnumpy(buf), np.stack([cpu[3], cpu[3]]))
