@@ -16,7 +16,7 @@ import numpy as np
 from pydicom.uid import RLELossless
 
 from .capabilities import backend_for
-from .cuda.runtime import resolve_device
+from .cuda.runtime import on_device, resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
 from .frame_decode import check_out, decode_frames, iter_decode
 from .reader import PixelReader, open_pixels, reading
@@ -197,13 +197,20 @@ def pixel_array(
             if out is not None and not isinstance(out, np.ndarray):
                 raise GpudcmError(f"{reader.name}: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
             return _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=out)
-        return _device_into(_cuda_decode(reader, sel, raw, as_rgb), out, reader.name)
+        return _device_into(_cuda_decode(reader, sel, raw, as_rgb, device), out, reader.name)
 
 
-def _cuda_decode(reader: PixelReader, sel: Selection, raw: bool, as_rgb: bool):
-    from .cuda.ops import thread_ops
+def _cuda_decode(reader: PixelReader, sel: Selection, raw: bool, as_rgb: bool, device: str = "cuda"):
+    return _cuda_batch([reader], device, index=sel, raw=raw, as_rgb=as_rgb)[0]
 
-    return _device_decode([reader], thread_ops(), index=sel, raw=raw, as_rgb=as_rgb)[0]
+
+def _cuda_batch(prepared, device: str, **kwargs):
+    """:func:`_device_decode` on the CUDA device `device` names (``"cuda:N"``: device N), with pooled
+    device resources (gpudcm/cuda/ops.py lease_ops)."""
+    from .cuda.ops import lease_ops
+
+    with on_device(device), lease_ops() as ops:
+        return _device_decode(prepared, ops, **kwargs)
 
 
 def iter_frames(
@@ -224,7 +231,7 @@ def iter_frames(
             yield from iter_decode(reader, wanted, raw=raw, as_rgb=as_rgb)
             return
         for i in wanted:
-            yield _cuda_decode(reader, i, raw, as_rgb)
+            yield _cuda_decode(reader, i, raw, as_rgb, device)
 
 
 def decode_batch(
@@ -271,7 +278,7 @@ def decode_batch(
         stack = True
     with _progress(progress, len(sources)) as tick:
         return _decode_batch(sources, dev, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb, stack=stack,
-                             workers=workers, on_error=on_error, return_info=return_info, out=out)
+                             workers=workers, on_error=on_error, return_info=return_info, out=out, device=device)
 
 
 @contextmanager
@@ -301,27 +308,11 @@ def _progress(progress: bool | Callable[[int, int], None], total: int) -> Iterat
 
 
 def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, stream, index, raw, as_rgb, stack, workers,
-                  on_error, return_info, out):
-    if dev == "cuda" and on_error == "raise":
-        from .cuda.ops import thread_ops
-
-        def parse(src):
-            reader = open_pixels(src)  # headers and extents only: frames are read by the device pass
-            tick(None)
-            return reader
-
-        readers = _map(parse, sources, workers)  # parse on CPU threads
-        opened = [r for r, s in zip(readers, sources) if r is not s]
-        try:
-            ctx = stream if stream is not None else nullcontext()
-            infos: list | None = [] if return_info else None
-            with ctx:
-                result = _device_decode(readers, thread_ops(), index=index, raw=raw, as_rgb=as_rgb, stack=stack, infos=infos)
-            result = _device_into(result, out, "decode_batch") if out is not None else result
-        finally:
-            for r in opened:
-                r.close()
-        return (result, infos) if return_info else result
+                  on_error, return_info, out, device: str):
+    if dev == "cuda":
+        on_cuda = device if device and device.lower().startswith("cuda") else "cuda"
+        return _decode_batch_cuda(sources, on_cuda, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb,
+                                  stack=stack, workers=workers, on_error=on_error, return_info=return_info, out=out)
 
     from .routing import FrameInfo
 
@@ -335,17 +326,13 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
     def _one(k: int):
         src = sources[k]
         try:
-            ctx = stream if (dev == "cuda" and stream is not None) else nullcontext()
-            with ctx:
-                if dev == "cuda":
-                    return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
-                with reading(src) as reader:
-                    sel = None if index is None else reader.check_indices([index])[0]
-                    slot = None if out is None else out[k]
-                    arr = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot)
-                    infos.extend(FrameInfo(reader.name, f, "cpu-plugin", "pydicom on the CPU")
-                                 for f in _selected(reader.spec, sel))
-                return arr
+            with reading(src) as reader:  # opened when the batch reaches it; only its frames are read
+                sel = None if index is None else reader.check_indices([index])[0]
+                slot = None if out is None else out[k]
+                arr = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot)
+                infos.extend(FrameInfo(reader.name, f, "cpu-plugin", "pydicom on the CPU")
+                             for f in _selected(reader.spec, sel))
+            return arr
         except GpudcmError as exc:
             if on_error == "return":
                 return exc
@@ -357,15 +344,76 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
     if out is not None:
         results = out
     elif stack:
-        xp = np
-        if dev == "cuda":
-            import cupy as xp
-        results = _stack(results, [source_name(s) for s in sources], xp)
+        results = _stack(results, [source_name(s) for s in sources], np)
     if return_info:
         order = {source_name(s): k for k, s in enumerate(sources)}
         infos.sort(key=lambda f: (order.get(f.source, 0), f.frame))  # threads finish in any order
         return results, infos
     return results
+
+
+def _decode_batch_cuda(sources: list, device: str, tick: Callable[[Any], None], *, stream, index, raw: bool,
+                       as_rgb: bool, stack: bool, workers: int | None, on_error: str, return_info: bool, out=None):
+    """decode_batch on CUDA: sources opened by the lazy reader on `workers` CPU threads (headers and
+    extents only), then decoded in one device batch on this thread (frames read from the files into the
+    staging buffer). With ``on_error="return"`` a source that fails to open gets its exception in its
+    slot and the rest still decode as one batch; should the batch itself fail, its sources are decoded
+    one by one so the failure lands on the source that caused it. `out` (CuPy) receives the stack."""
+
+    def prepare(src):
+        try:
+            reader = open_pixels(src)
+        except GpudcmError as exc:
+            if on_error == "raise":
+                raise
+            reader = exc
+        tick(reader if isinstance(reader, Exception) else None)
+        return reader
+
+    prepared = _map(prepare, sources, workers)
+    good = [k for k, p in enumerate(prepared) if not isinstance(p, Exception)]
+    opened = [p for p, s in zip(prepared, sources) if isinstance(p, PixelReader) and p is not s]
+    infos: list | None = [] if return_info else None
+    results: list[Any] = list(prepared)
+    try:
+        with stream if stream is not None else nullcontext():
+            try:
+                decoded = _cuda_batch([prepared[k] for k in good], device, index=index, raw=raw, as_rgb=as_rgb,
+                                      stack=stack and len(good) == len(sources), infos=infos)
+            except GpudcmError:
+                if on_error == "raise":
+                    raise
+                decoded, infos = _one_by_one([prepared[k] for k in good], device, index, raw, as_rgb, infos)
+            else:
+                if stack and len(good) == len(sources):
+                    decoded = _device_into(decoded, out, "decode_batch") if out is not None else decoded
+                    return (decoded, infos) if return_info else decoded
+    finally:
+        for r in opened:
+            r.close()
+    for k, arr in zip(good, decoded):
+        results[k] = arr
+    if stack:
+        import cupy
+
+        results = _stack(results, [source_name(s) for s in sources], cupy)
+        results = _device_into(results, out, "decode_batch") if out is not None else results
+    return (results, infos) if return_info else results
+
+
+def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, infos: list | None):
+    out: list[Any] = []
+    kept: list | None = [] if infos is not None else None
+    for item in prepared:
+        mine: list | None = [] if infos is not None else None
+        try:
+            out.append(_cuda_batch([item], device, index=index, raw=raw, as_rgb=as_rgb, infos=mine)[0])
+        except GpudcmError as exc:
+            out.append(exc)
+            continue
+        if kept is not None:
+            kept += mine
+    return out, kept
 
 
 def _map(fn, items: list, workers: int | None) -> list:

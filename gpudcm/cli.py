@@ -248,19 +248,49 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 1 if _report_failures(outcomes) else 0
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert_file, plan_outputs
+def _convert_dask(args: argparse.Namespace, device: str) -> list[Outcome]:
+    """Convert with Dask workers (gpudcm.dask.convert_to_dicom): report and resume as decode's Zarr runs."""
+    from .dask import convert_to_dicom
 
+    progress: list[Progress] = []
+    start = lambda n: progress.append(Progress(n))  # noqa: E731
+    step = lambda o: progress[0].update(o.bytes_out, failed=o.status == "failed", skipped=o.status == "skipped")  # noqa: E731
+    try:
+        summary = convert_to_dicom(args.input, args.output, args.transfer_syntax, quality=args.quality, device=device,
+                                   new_uid=args.new_uid, workers=args.workers, scheduler=args.scheduler,
+                                   overwrite=args.overwrite, quiet=True, on_start=start, on_result=step)
+    finally:
+        for p in progress:
+            p.close()
+    print(f"{summary.skipped} already converted, skipped; report: {args.output.rstrip('/')}.report.json", file=sys.stderr)
+    return summary.outcomes
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_file, plan_outputs, target_syntax
+
+    target_syntax(args.transfer_syntax, args.quality)
+    start = time.perf_counter()
+    if args.dask or args.scheduler:
+        device = args.device if args.scheduler else resolve_device(args.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outcomes = _convert_dask(args, device)
+        return _convert_report(args, outcomes, start, device)
     pairs = plan_outputs(args.input, args.output)
     device = resolve_device(args.device)
     outcomes: list[Outcome] = []
-    start = time.perf_counter()
     with warnings.catch_warnings(), Progress(len(pairs)) as progress:
         warnings.simplefilter("ignore")
         for src, dst in pairs:
-            outcome = convert_file(src, dst, args.transfer_syntax, device=device, new_uid=args.new_uid)
+            outcome = convert_file(src, dst, args.transfer_syntax, device=device, new_uid=args.new_uid,
+                                   quality=args.quality)
             outcomes.append(outcome)
             progress.update(outcome.bytes_out, failed=outcome.status == "failed")
+    return _convert_report(args, outcomes, start, device)
+
+
+def _convert_report(args: argparse.Namespace, outcomes: list[Outcome], start: float, device: str) -> int:
     print(_summary(outcomes, time.perf_counter() - start, device, key_label="source transfer syntax"))
     n_ok = sum(o.status == "done" for o in outcomes)
     n_copied = sum(o.status == "copied" for o in outcomes)
@@ -270,6 +300,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_capabilities(args: argparse.Namespace) -> int:
+    if args.encoders:
+        from .encoders import encoder_status
+
+        rows = [(dev, name, enc, "no" if why else "yes", why or "") for name, dev, enc, why in encoder_status()
+                if args.device in ("all", dev)]
+        print(_table(("device", "transfer syntax (written)", "encoder", "available", "why"), rows))
+        return 0
     caps = capabilities(None if args.device == "all" else args.device)
     if args.json:
         print(json.dumps([{"device": c.device, "transfer_syntax_uid": str(c.transfer_syntax), "transfer_syntax": c.name,
@@ -296,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="DIR: one .npy (and .json metadata) per file or series, mirroring the input tree, "
                                  "and DIR/manifest.jsonl; X.zarr: one Zarr array each, decoded by Dask workers")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--workers", type=int, help="threads (.npy) or Dask worker processes (.zarr); default 1 / one per core")
+    p.add_argument("--workers", type=int, help="threads (.npy) or Dask worker processes (.zarr); default 1 / one per core (on <= 2 cores: threads in this process)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); needs --out X.zarr")
     p.add_argument("--series", action="store_true", help="one output per series (SeriesInstanceUID), slices stacked in order")
     p.add_argument("--overwrite", action="store_true", help="decode again arrays already complete (default: skip them)")
@@ -304,17 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store modality values (float32 stored * Rescale Slope + Intercept, e.g. HU) instead of stored values")
     p.set_defaults(func=cmd_decode)
 
-    p = sub.add_parser("convert", help="re-encode files as uncompressed (explicit VR) or RLE Lossless DICOM")
+    from .convert import TRANSFER_SYNTAXES
+
+    p = sub.add_parser("convert", help="re-encode files as HTJ2K, JPEG 2000, JPEG-LS, RLE or uncompressed DICOM")
     p.add_argument("input", help="a file or a folder")
     p.add_argument("output", help="a file, or a folder (same relative paths)")
-    p.add_argument("--transfer-syntax", choices=("explicit", "rle"), default="explicit", help="what to write")
-    p.add_argument("--device", default="cpu", help="decode on cpu (default) | auto | cuda")
-    p.add_argument("--new-uid", action="store_true", help="give each file a new SOP Instance UID")
+    p.add_argument("--transfer-syntax", choices=tuple(TRANSFER_SYNTAXES), default="explicit",
+                   help="what to write (htj2k, htj2k-rpcl, j2k, jpegls: lossless)")
+    p.add_argument("--quality", type=float, default=None,
+                   help="write the lossy variant: HTJ2K quantization step, J2K PSNR (dB), JPEG-LS NEAR")
+    p.add_argument("--device", default="cpu", help="decode (and, where nvImageCodec can, encode) on cpu (default) | auto | cuda")
+    p.add_argument("--new-uid", action="store_true", help="give each file a new SOP Instance UID (lossy: always)")
+    p.add_argument("--dask", action="store_true", help="convert with Dask workers (report and resume in OUTPUT.report.json)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (implies --dask)")
+    p.add_argument("--workers", type=int, help="Dask worker processes (default one per core)")
+    p.add_argument("--overwrite", action="store_true", help="--dask: convert again outputs that are up to date")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("capabilities", help="which backend decodes each transfer syntax on each device")
     p.add_argument("--device", default="all", choices=("all", "cpu", "cuda"), help="all | cpu | cuda")
     p.add_argument("--json", action="store_true", help="a JSON list (one object per transfer syntax and device)")
+    p.add_argument("--encoders", action="store_true", help="the writer's encoders instead of the decoders")
     p.set_defaults(func=cmd_capabilities)
 
     # subcommands kept beside the code they drive (imports inside them stay lazy)

@@ -493,6 +493,7 @@ def _install_env_switch() -> None:
         return routing.NO_GPU_ENV if getattr(_no_gpu_codecs, "on", False) else original()
 
     detect_env._gpudcm_switch = True
+    detect_env.__wrapped__ = original  # functools' convention: callers can reach (and clear) the cached one
     routing.detect_env = detect_env
 
 

@@ -92,3 +92,19 @@ def test_pixel_array_failure_names_the_frame():
     assert info.value.frame == 2
     assert _no_addresses(str(info.value)).endswith(_no_addresses(
         f"frame 2: JPEG Baseline (Process 1) decode failed: {type(exc).__name__}: " + " ".join(str(exc).split())))
+
+
+@pytest.mark.parametrize("name", ["ybr_full_4x6x3_le_explicit", "ybr422_6x5x2_le_explicit"])
+@pytest.mark.parametrize("opts", [{}, {"raw": True}, {"as_rgb": False}])
+def test_iter_frames_options_on_native_ybr(generated, name, opts):
+    """Native frames are decoded one by one (pydicom's iter_pixels carries state between them): the options
+    must reach each frame's decode."""
+    path = generated[name].path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = pydicom_pixel_array(path, **opts)
+        if opts:
+            assert not np.array_equal(ref, pydicom_pixel_array(path))
+        got = np.stack(list(gpudcm.iter_frames(path, device="cpu", **opts)))
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)

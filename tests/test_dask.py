@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import logging
@@ -206,6 +207,11 @@ def test_plan_cluster_choices():
     assert plan(device="cpu", gpus=4) == ClusterPlan("local", 8)
     assert plan(scheduler="tcp://10.0.0.1:8786", device="cuda", gpus=4) == ClusterPlan("address")
     assert plan(scheduler=object()) == ClusterPlan("client")
+    # two cores: threads in this process (worker interpreters cost more than the second core gives back)
+    assert plan(cpus=2) == ClusterPlan("local-threads", 1, threads_per_worker=2)
+    assert plan(cpus=2, jobs=1) == ClusterPlan("local-threads", 1, threads_per_worker=1)
+    assert plan(cpus=2, workers=2) == ClusterPlan("local", 2)  # asked for processes
+    assert plan(cpus=2, device="cuda", gpus=1) == ClusterPlan("local", 2)
     with pytest.raises(gpudcm.GpudcmError, match="workers"):
         plan(workers=0)
 
@@ -230,7 +236,7 @@ def test_worker_task_on_the_device_path(monkeypatch, tmp_path):
     from tests.harness.host_ops import HostOps
 
     monkeypatch.setattr(runtime, "cuda_status", lambda: (True, "host stand-in"))
-    monkeypatch.setattr(ops, "thread_ops", lambda: HostOps())
+    monkeypatch.setattr(ops, "lease_ops", lambda: contextlib.nullcontext(HostOps()))
     names = ["emri_small_RLE.dcm", "SC_ybr_full_422_uncompressed.dcm", "MR_small_bigendian.dcm"]
     out = str(tmp_path / "dev.zarr")
     for job in file_jobs([get_testdata_file(n) for n in names]):

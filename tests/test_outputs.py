@@ -383,7 +383,7 @@ def test_capabilities_name_the_missing_gpu_library(monkeypatch):
     monkeypatch.setattr(routing, "detect_env", lambda: routing.GpuEnv(nvjpeg=None, nvimgcodec=False))
     rows = {str(c.transfer_syntax): c for c in capabilities("cuda")}
     assert rows["1.2.840.10008.1.2.4.50"].reason.startswith("nvJPEG not installed: pip install 'gpudcm[cuda]'")
-    assert rows["1.2.840.10008.1.2.4.90"].reason.startswith("nvImageCodec not installed: pip install 'gpudcm[j2k]'")
+    assert rows["1.2.840.10008.1.2.4.90"].reason.startswith("nvImageCodec with nvJPEG2000 not usable: pip install 'gpudcm[j2k]'")
     assert "no GPU decoder yet" in rows["1.2.840.10008.1.2.4.80"].reason  # JPEG-LS: none exists
     assert not any("no GPU decoder yet" in rows[u].reason for u in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.91"))
 

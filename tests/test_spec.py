@@ -263,12 +263,49 @@ def test_length_tolerance_is_pydicoms(rows, cols, frames, bits, delta):
             ref = ds.pixel_array
     except ValueError as exc:
         assert delta < 0 and "less than expected" in str(exc)
-        with pytest.raises(InvalidPixelData, match=f"holds {needed + delta} bytes but {frames} frame"):
+        with pytest.raises(InvalidPixelData) as info:
             _decode(ds)
+        assert str(info.value) == (
+            f"<dataset>: (7FE0,0010) 'PixelData' holds {needed + delta} bytes but {frames} frame(s) of {rows} x "
+            f"{cols} x 1 at {bits} bits need {needed} bytes ((0028,0010) 'Rows', (0028,0011) 'Columns', "
+            "(0028,0008) 'NumberOfFrames', (0028,0100) 'BitsAllocated' disagree with the data)")
         return
     assert delta >= 0
     got = _decode(ds)
     assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+    # the frame count the spec derives (excess whole frames included) drives indexing and the device path
+    import malformed
+
+    n = ref.shape[0]
+    assert pixel_spec(ds).number_of_frames == n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(gpudcm.pixel_array(ds, device="cpu", index=n - 1), ref[n - 1])
+        np.testing.assert_array_equal(malformed.decode_host_device(ds), ref)
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2, 14, 15, 16, 17, 18])
+def test_ybr_full_422_holding_full_sized_data(extra):
+    """2 frames of 2 x 4 YBR_FULL_422 need 32 bytes; 48 (a third more: YBR_FULL-sized data) and beyond is a
+    wrong Photometric Interpretation, refused as pydicom refuses it; up to 47 decodes as pydicom does."""
+    ds = _native(2, 4, 2, 8, 32 + extra)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = ds.pixel_array
+    except ValueError as exc:
+        assert extra >= 16 and "a third larger than expected" in str(exc)
+        with pytest.raises(InvalidPixelData) as info:
+            _decode(ds)
+        assert str(info.value) == (f"<dataset>: (7FE0,0010) 'PixelData' holds {32 + extra} bytes, a third more than "
+                                   "the 32 that YBR_FULL_422 needs: (0028,0004) 'PhotometricInterpretation' is "
+                                   "probably wrong")
+        return
+    assert extra < 16
+    got = _decode(ds)
+    assert got.shape == ref.shape == (2, 2, 4, 3)
     np.testing.assert_array_equal(got, ref)
 
 

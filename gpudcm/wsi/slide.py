@@ -14,7 +14,7 @@ from ..cuda.runtime import resolve_device
 from ..errors import GpudcmError, InvalidPixelData
 from .background import background_value
 from .instances import Instance, expand, first_item, group_slides, read_instance
-from .tiles import decode_tiles, read_tile_bytes
+from .tiles import decode_tiles
 
 Tile = tuple[int, int]  # (column, row) in tiles
 
@@ -193,17 +193,17 @@ class Slide:
             if (spec.rows, spec.columns) != (th, tw) or spec.samples_per_pixel != samples or spec.dtype != dtype:
                 raise InvalidPixelData(f"{inst.path}: frames are {spec.rows}x{spec.columns}x{spec.samples_per_pixel} "
                                        f"{spec.dtype}, the level's tiles {th}x{tw}x{samples} {np.dtype(dtype)}")
-            frames = read_tile_bytes(inst.reader, [i for _, i in items])
+            indices = [i for _, i in items]
             ks = [k for k, _ in items]
             opts = dict(ops=ops, decoders=decoders, threads=threads, exact=exact)
             if sink is not None:
-                decode_tiles(inst.reader, frames, device, None, **opts,
+                decode_tiles(inst.reader, indices, device, None, **opts,
                              sink=lambda j, tile, _ks=ks: sink(_ks[j], tile.reshape(th, tw, samples)))
             elif len(by_instance) == 1 and not blank and ks == list(range(len(keys))):
-                decode_tiles(inst.reader, frames, device, out.reshape((len(keys), *spec.frame_shape)), **opts)
+                decode_tiles(inst.reader, indices, device, out.reshape((len(keys), *spec.frame_shape)), **opts)
             else:
                 part = xp.empty((len(ks), *spec.frame_shape), dtype=dtype)
-                part = decode_tiles(inst.reader, frames, device, part, **opts)
+                part = decode_tiles(inst.reader, indices, device, part, **opts)
                 out[xp.asarray(ks)] = part.reshape((len(ks), th, tw, samples))
         return out
 

@@ -58,9 +58,10 @@ class FrameReader:
     def spec(self) -> PixelSpec:
         return self._open().spec
 
-    def subset(self, frames: Sequence[bytes]) -> tuple[Any, PixelSpec]:
-        """A header-only copy of this instance holding just `frames` (encapsulated), and its spec: one
-        multi-frame source for gpudcm's batched device path."""
+    def subset(self, indices: Sequence[int]) -> tuple[Any, PixelSpec]:
+        """A header-only copy of this instance holding just the encapsulated frames `indices`, and its
+        spec: one multi-frame source for gpudcm's batched device path."""
+        frames = self.read(indices)
         ds, spec = self._open().ds, self.spec
         sub = Dataset()
         for elem in ds:
@@ -200,32 +201,37 @@ def _store(out) -> Sink:
     return sink
 
 
-def decode_tiles(reader: FrameReader, frames: Sequence[bytes], device: str, out, *, ops=None, decoders=None,
+def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, *, ops=None, decoders=None,
                  threads: int | None = None, raw: bool = False, exact: bool = True, sink: Sink | None = None):
-    """Decode the tiles `frames` (encoded frames of the instance behind `reader`) into `out` (shape
-    (n, *spec.frame_shape), NumPy for ``device="cpu"``, the device array module otherwise) and return it
-    with pydicom's values: YBR converted to RGB as pydicom converts (``raw=True`` keeps the stored components).
+    """Read and decode the frames `indices` (0-based in the file) of the instance behind `reader` into
+    `out` (shape (n, *spec.frame_shape), NumPy for ``device="cpu"``, the device array module otherwise)
+    and return it with pydicom's values: YBR converted to RGB as pydicom converts (``raw=True`` keeps the
+    stored components).
 
     On the CPU a `sink` (``sink(k, tile)``, called from the decoding thread) may take each tile instead
     of `out` (a region reader pastes tiles where they go without a second pass). On the device the tiles
     go through gpudcm's JPEG-family device path as one multi-frame source (nvJPEG / nvImageCodec batches,
-    per-frame CPU fallback) behind `ops` (default: this thread's CupyOps) and `decoders` (default: the real
+    per-frame CPU fallback) behind `ops` (default: a CupyOps leased from the pool) and `decoders` (default: the real
     libraries). ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
     spec = reader.spec
-    if not frames:
+    if not indices:
         return out
+    if device != "cpu" and ops is None:  # a pooled CupyOps for this call (gpudcm/cuda/ops.py lease_ops)
+        from ..cuda.ops import lease_ops
+
+        with lease_ops() as leased:
+            return decode_tiles(reader, indices, device, out, ops=leased, decoders=decoders, threads=threads,
+                                raw=raw, exact=exact, sink=sink)
+    if device == "cpu" or str(spec.transfer_syntax) not in JPEG_SYNTAXES | J2K_SYNTAXES:
+        frames = read_tile_bytes(reader, indices)
     if device == "cpu":
         to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
         _decode_cpu(spec, frames, sink or _store(out), threads, exact, to_rgb)
         return out
-    if ops is None:
-        from ..cuda.ops import thread_ops
-
-        ops = thread_ops()
     if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
         from ..cuda.jpeg_path import decode_jpeg_family
 
-        ds, sub = reader.subset(frames)
+        ds, sub = reader.subset(list(indices))
         arr, _ = decode_jpeg_family(ds, sub, index=None, raw=raw, as_rgb=True, ops=ops, env=ops.jpeg_env,
                                     decoders=decoders or ops.jpeg_decoders)
         out[...] = arr.reshape(out.shape)

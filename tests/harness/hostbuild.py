@@ -30,9 +30,9 @@ BASE_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "
 SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 
-def _digest(flags: list[str]) -> str:
+def _digest(flags: list[str], sources: list[Path]) -> str:
     h = hashlib.sha256(" ".join(flags).encode())
-    for p in sorted(kernel_dir().glob("*.cuh")) + shims():
+    for p in sorted(kernel_dir().glob("*.cuh")) + sources:
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
@@ -42,14 +42,16 @@ def shims() -> list[Path]:
     return sorted(HERE.glob("host_*.cpp"))
 
 
-def build(sanitize: bool = False) -> Path:
-    """Compile the shim into a shared object (cached) and return its path."""
+def build(sanitize: bool = False, sources: list[Path] | None = None, libs: tuple[str, ...] = (),
+          name: str = "gpudcm_host") -> Path:
+    """Compile the shims (or `sources`, linked with `libs`) into a shared object (cached); its path."""
+    sources = shims() if sources is None else sources
     flags = BASE_FLAGS + (SANITIZE_FLAGS if sanitize else ["-O2"])
-    out = BUILD_DIR / f"gpudcm_host_{'san' if sanitize else 'opt'}_{_digest(flags)}.so"
+    out = BUILD_DIR / f"{name}_{'san' if sanitize else 'opt'}_{_digest(flags + list(libs), sources)}.so"
     if not out.exists():
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [CXX, *flags, f"-I{kernel_dir()}", *map(str, shims()), "-o", str(tmp)]
+        cmd = [CXX, *flags, f"-I{kernel_dir()}", *map(str, sources), "-o", str(tmp), *libs]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(f"host build failed: {' '.join(cmd)}\n{proc.stderr}")
@@ -183,5 +185,22 @@ def host_ybr_launcher(sanitize: bool = False):
         assert arr.itemsize * 8 == plan.bits
         g = plan.geometry
         return fn(plan.bits, g.grid, g.block, ptr(arr), plan.n_pixels, plan.flags)
+
+    return launch
+
+
+def host_upsample_launcher(sanitize: bool = False):
+    """A launcher with cupy_upsample_launcher's signature that runs the host build instead."""
+    from gpudcm.cuda.upsample import UpsampleLaunch
+
+    u32, u64, vp = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
+    fn = function("gpudcm_host_upsample", u32, [u32, u32, vp, u64, u32, u32, u32, u32, u64, vp, vp], sanitize)
+
+    def launch(plan: UpsampleLaunch, src: np.ndarray, out: np.ndarray) -> int:
+        src = np.ascontiguousarray(src, dtype=np.uint8)
+        assert out.flags.c_contiguous and out.dtype == np.uint8 and out.size == plan.n_elements
+        meta = plan.meta_array()
+        g = plan.geometry
+        return fn(g.grid, g.block, ptr(src), src.size, *[int(s) for s in plan.scalars()], ptr(meta), ptr(out))
 
     return launch
