@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.processing import convert_color_space
 from pydicom.uid import UID
@@ -27,7 +26,7 @@ from .. import cpu
 from ..errors import DecodeError, GpudcmError
 from ..jpeg_markers import parse_j2k
 from ..routing import J2K_SYNTAXES, JPEG_SYNTAXES
-from ..spec import PixelSpec, pixel_spec
+from ..spec import PixelSpec
 
 _JPEG_8BIT = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
 
@@ -60,20 +59,9 @@ class FrameReader:
         return self._open().spec
 
     def subset(self, indices: Sequence[int]) -> tuple[Any, PixelSpec]:
-        """A header-only copy of this instance holding just the encapsulated frames `indices`, and its
-        spec: one multi-frame source for gpudcm's batched device path."""
-        frames = self.read(indices)
-        ds, spec = self._open().ds, self.spec
-        sub = Dataset()
-        for elem in ds:
-            if elem.tag != 0x7FE00010:
-                sub.add(elem)
-        sub.file_meta = ds.file_meta
-        sub.NumberOfFrames = len(frames)
-        sub.PixelData = encapsulate([bytes(f) for f in frames])
-        sub["PixelData"].VR = "OB"
-        sub["PixelData"].is_undefined_length = True
-        return sub, pixel_spec(sub, source=spec.source)
+        """The header with just the encapsulated frames `indices` (the lazy reader's subset, offset tables
+        dropped), and its spec: one multi-frame source for gpudcm's batched device path."""
+        return self._open().subset(list(indices))
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
         """The bytes of frames `indices` (0-based within this file), each read from the file when asked."""
