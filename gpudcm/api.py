@@ -19,6 +19,7 @@ from .capabilities import backend_for
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
 from .frames import check_codestream_sizes, check_rle_capacity, encapsulated_extents
+from .frames import extended_offsets as _extended_offsets
 from .source import Source, load_dataset, source_name
 from .spec import PixelSpec, pixel_spec
 
@@ -46,16 +47,6 @@ def _prepare(src: Source):
         if ds is src:
             raise
     return _validated(*load_dataset(src))
-
-
-def _extended_offsets(ds) -> tuple[Any, Any] | None:
-    """The Extended Offset Table (offsets, lengths), or None when absent or empty (pydicom ignores an
-    empty one too)."""
-    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-        offsets, lengths = ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths
-        if offsets and lengths:
-            return offsets, lengths
-    return None
 
 
 def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw: bool, as_rgb: bool, stack: bool = False,

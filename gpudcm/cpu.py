@@ -1,4 +1,6 @@
-"""The NumPy path: pydicom's own decoders (and its pylibjpeg/pyjpegls/... plugins), errors wrapped.
+"""The CPU path: frames decoded by the codec registry (gpudcm.codecs: imagecodecs first, pydicom's
+plugins last) with pydicom's post-processing, or by pydicom's own decoder where no faster backend
+applies; errors wrapped.
 
 The result equals ``pydicom.pixels.pixel_array`` for the same options, with the dtype converted to
 native byte order (pydicom returns big-endian dtypes for big-endian transfer syntaxes).
@@ -16,7 +18,8 @@ from pydicom.pixels.decoders.base import Decoder
 from pydicom.pixels.utils import as_pixel_options
 
 from .errors import DecodeError, GpudcmError, UnsupportedTransferSyntax
-from .frames import native_extents
+from . import codecs
+from .frames import extended_offsets, frame_bytes, frame_extents
 from .spec import PixelSpec
 
 
@@ -62,27 +65,52 @@ def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError
     return DecodeError(f"{spec.transfer_syntax.name} decode failed: {type(exc).__name__}: {msg}", source=spec.source, frame=frame)
 
 
-def _one_bit_frame(ds: Dataset, spec: PixelSpec, index: int) -> np.ndarray:
-    """Frame `index` of native 1-bit data, from its extent.
+def _plan(ds: Dataset, spec: PixelSpec) -> tuple[object, list] | None:
+    """(pixel bytes, frame extents) when the registry decodes `ds` frame by frame, None when pydicom's own
+    whole-file path should (no faster backend takes its first frame, or the fragments do not split into
+    exactly Number of Frames frames: pydicom's excess-frame and error rules then apply)."""
+    buffer = ds[spec.pixel_keyword].value
+    try:
+        extents = frame_extents(spec, buffer, extended_offsets=extended_offsets(ds))
+    except GpudcmError:
+        return None
+    if len(extents) != spec.number_of_frames:
+        return None
+    first = frame_bytes(buffer, extents[0])
+    try:
+        backend, _ = codecs.choose(spec, codecs.frame_info(spec, first))
+    except GpudcmError:
+        return None
+    if backend.finished:
+        return None
+    return buffer, extents
 
-    pydicom 3.0's per-frame reader reads ``ceil(frame bytes)`` from the frame's first byte, which is
-    short when the frame starts mid-byte (it raises a reshape error); the whole-array decode is right,
-    and this returns exactly its slice ``[index]``.
-    """
-    (extent,) = native_extents(spec)[index]
-    view = np.frombuffer(ds[spec.pixel_keyword].value, dtype=np.uint8, count=extent.length, offset=extent.offset)
-    bits = np.unpackbits(view, bitorder="little")[extent.bit_offset : extent.bit_offset + spec.frame_pixels]
-    return bits.reshape(spec.shape(index))
+
+def _decode_planned(plan, spec: PixelSpec, wanted: list[int], raw: bool, as_rgb: bool, threads: int | None) -> np.ndarray:
+    buffer, extents = plan
+    out = np.empty((len(wanted), *spec.frame_shape), dtype=spec.dtype)
+    frames = [frame_bytes(buffer, extents[i]) for i in wanted]
+    codecs.decode_frames(spec, frames, out, raw=raw, as_rgb=as_rgb, threads=threads,
+                         bit_offsets=[extents[i][0].bit_offset for i in wanted], first_index=wanted)
+    return out
 
 
-def _uses_own_one_bit(spec: PixelSpec) -> bool:
-    return spec.bits_allocated == 1 and not spec.is_encapsulated
+def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool = False, as_rgb: bool = True,
+           threads: int | None = None) -> np.ndarray:
+    """All frames (``index=None``) or one frame of `ds`, as ``pydicom.pixels.pixel_array`` gives them.
+
+    Frames are decoded from their extents by the codec registry (gpudcm.codecs), on `threads` threads
+    (default: all cores) where the codec releases the GIL; files no faster backend takes go through
+    pydicom's decoder whole."""
+    plan = _plan(ds, spec)
+    if plan is None:
+        return _pydicom_decode(ds, spec, index, raw, as_rgb)
+    wanted = list(range(spec.number_of_frames)) if index is None else [index]
+    out = _decode_planned(plan, spec, wanted, raw, as_rgb, threads)
+    return out[0] if index is not None or spec.number_of_frames == 1 else out
 
 
-def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool = False, as_rgb: bool = True) -> np.ndarray:
-    """All frames (``index=None``) or one frame of `ds`, as ``pydicom.pixels.pixel_array`` gives them."""
-    if index is not None and _uses_own_one_bit(spec):
-        return _one_bit_frame(ds, spec, index)
+def _pydicom_decode(ds: Dataset, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool) -> np.ndarray:
     decoder = decoder_for(spec)
     opts = _options(ds, spec, as_rgb)
     try:
@@ -100,6 +128,11 @@ def iter_decode(
     ds: Dataset, spec: PixelSpec, indices: Iterable[int] | None = None, *, raw: bool = False, as_rgb: bool = True
 ) -> Iterator[np.ndarray]:
     """Yield frames one at a time (pydicom's ``iter_array``)."""
+    plan = _plan(ds, spec)
+    if plan is not None:
+        for i in indices if indices is not None else range(spec.number_of_frames):
+            yield _decode_planned(plan, spec, [i], raw, as_rgb, 1)[0]
+        return
     if not spec.is_encapsulated:
         # one fresh pydicom runner per frame: pydicom 3.0's iter_array keeps the runner's state between
         # frames and, after the first YBR_FULL_422 frame, reads the rest as YBR_FULL (wrong values)

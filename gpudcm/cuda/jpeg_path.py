@@ -11,6 +11,7 @@ from pydicom.pixels.utils import _get_jpg_parameters
 from pydicom.uid import JPEGBaseline8Bit
 
 from .. import cpu
+from ..codecs import decode_frame
 from ..frames import frame_bytes, frame_extents
 from ..routing import J2K_SYNTAXES, FrameInfo, GpuEnv, parse_frame, route_frame
 from ..spec import PixelSpec
@@ -43,6 +44,14 @@ def conformed_photometric(spec: PixelSpec, frame: bytes) -> str:
     return pi
 
 
+def _cpu_frame(ds, spec: PixelSpec, data: dict, i: int):
+    """Frame `i` on the CPU (raw samples): the codec registry on its bytes; a missing frame through the
+    CPU path, which raises pydicom's error."""
+    if i in data:
+        return decode_frame(spec, data[i], raw=True)
+    return cpu.decode(ds, spec, index=i, raw=True)
+
+
 def decode_jpeg_family(
     ds, spec: PixelSpec, *, index: int | None, raw: bool, as_rgb: bool, ops, env: GpuEnv,
     decoders: Decoders | None = None, extended_offsets=None,
@@ -68,7 +77,7 @@ def decode_jpeg_family(
     for k, i in enumerate(wanted):
         route = routes[i]
         if route is None or route.backend == "cpu-plugin":
-            out[k] = xp.asarray(cpu.decode(ds, spec, index=i, raw=True))
+            out[k] = xp.asarray(_cpu_frame(ds, spec, data, i))
             infos.append(FrameInfo(spec.source, i, "cpu-plugin", route.reason if route else "header not routable"))
         else:
             groups.setdefault((route.backend, route.mode), []).append(k)
@@ -81,7 +90,7 @@ def decode_jpeg_family(
             decoded = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
         except Exception as exc:  # a GPU library failing at run time: the CPU plugin decides, frame by frame
             why = f"{backend} failed ({type(exc).__name__}: {exc}); decoded by the CPU plugin"
-            decoded = [xp.asarray(cpu.decode(ds, spec, index=wanted[k], raw=True)) for k in ks]
+            decoded = [xp.asarray(_cpu_frame(ds, spec, data, wanted[k])) for k in ks]
             for k in ks:
                 infos[k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why)
         for k, arr in zip(ks, decoded):
