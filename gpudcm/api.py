@@ -6,12 +6,14 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless
 
 from . import cpu
@@ -176,9 +178,9 @@ def decode_batch(
 ) -> list | Any:
     """Decode many sources; results keep input order.
 
-    `workers` threads parse and decode on the CPU. The default is 1: pydicom and the codec plugins
-    installed today hold the GIL while they work, and two threads measured 0.35x to 1.6x of a serial loop
-    (benchmarks/results/cpu-dev-machine.md); more threads pay off for slow storage or GIL-free codecs.
+    `workers` threads parse and decode on the CPU. The default on the CPU is all cores when the codecs of
+    the first source release the GIL (gpudcm.codecs: imagecodecs and NumPy do, pydicom's plugins do not),
+    else 1; a single source spends them on its frames. On CUDA the default is 1.
     On CUDA the native frames of all sources are batched through the device pipeline.
     ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype.
     ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
@@ -203,6 +205,9 @@ def decode_batch(
     from .routing import FrameInfo
 
     infos: list = []
+    if dev == "cpu" and workers is None:
+        workers = _cpu_workers(sources)
+    frame_threads = workers if len(sources) == 1 else 1  # one file: its frames go to the threads
 
     def one(src: Source):
         try:
@@ -211,15 +216,17 @@ def decode_batch(
                 if dev == "cuda":
                     return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
                 ds, spec = _prepare(src)
-                arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb)
-                infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "pydicom on the CPU") for f in _frame_numbers(spec, index))
+                arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb,
+                                 threads=frame_threads)
+                infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
+                             for f in _frame_numbers(spec, index))
                 return arr
         except GpudcmError as exc:
             if on_error == "return":
                 return exc
             raise
 
-    results = _map(one, sources, workers)
+    results = _map(one, sources, workers if len(sources) > 1 else 1)
     if stack:
         xp = np
         if dev == "cuda":
@@ -230,6 +237,19 @@ def decode_batch(
         infos.sort(key=lambda f: (order.get(f.source, 0), f.frame))  # threads finish in any order
         return results, infos
     return results
+
+
+def _cpu_workers(sources: list) -> int:
+    """All cores when the first source's codec releases the GIL, else 1 (threads would contend)."""
+    from .codecs import default_threads
+
+    if not sources or not isinstance(sources[0], (str, os.PathLike, Dataset)):
+        return 1  # a stream is read once: not peeked at
+    try:
+        ds, spec = _prepare(sources[0])
+        return default_threads() if cpu.releases_gil(ds, spec) else 1
+    except GpudcmError:
+        return 1
 
 
 def _map(fn, items: list, workers: int | None) -> list:

@@ -86,6 +86,11 @@ def _plan(ds: Dataset, spec: PixelSpec) -> tuple[object, list] | None:
     return buffer, extents
 
 
+def releases_gil(ds: Dataset, spec: PixelSpec) -> bool:
+    """Whether `ds` decodes through a registry backend that releases the GIL (threads then scale)."""
+    return _plan(ds, spec) is not None
+
+
 def _decode_planned(plan, spec: PixelSpec, wanted: list[int], raw: bool, as_rgb: bool, threads: int | None) -> np.ndarray:
     buffer, extents = plan
     out = np.empty((len(wanted), *spec.frame_shape), dtype=spec.dtype)
