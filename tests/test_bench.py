@@ -282,7 +282,7 @@ def test_cli_rewrites_the_report_from_json(tmp_path, capsys):
 
 
 def test_cli_exits_1_when_gpudcm_disagrees(tmp_path, monkeypatch, capsys):
-    def wrong(paths, device="cpu"):
+    def wrong(paths, device="cpu", workers=None):
         return lambda: [np.zeros((512, 512), np.int16) for _ in paths]
 
     monkeypatch.setattr(runner, "gpudcm_call", wrong)
