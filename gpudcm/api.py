@@ -205,9 +205,9 @@ def decode_batch(
     from .routing import FrameInfo
 
     infos: list = []
-    if dev == "cpu" and workers is None:
+    frame_threads = workers if len(sources) == 1 else 1  # one file: its frames go to the threads (or processes)
+    if dev == "cpu" and workers is None and len(sources) > 1:
         workers = _cpu_workers(sources)
-    frame_threads = workers if len(sources) == 1 else 1  # one file: its frames go to the threads
 
     def one(src: Source):
         try:

@@ -19,6 +19,7 @@ from pydicom.pixels.utils import as_pixel_options
 
 from .errors import DecodeError, GpudcmError, UnsupportedTransferSyntax
 from . import codecs
+from .codecs import processes
 from .frames import extended_offsets, frame_bytes, frame_extents
 from .spec import PixelSpec
 
@@ -65,10 +66,11 @@ def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError
     return DecodeError(f"{spec.transfer_syntax.name} decode failed: {type(exc).__name__}: {msg}", source=spec.source, frame=frame)
 
 
-def _plan(ds: Dataset, spec: PixelSpec) -> tuple[object, list] | None:
-    """(pixel bytes, frame extents) when the registry decodes `ds` frame by frame, None when pydicom's own
-    whole-file path should (no faster backend takes its first frame, or the fragments do not split into
-    exactly Number of Frames frames: pydicom's excess-frame and error rules then apply)."""
+def _plan(ds: Dataset, spec: PixelSpec) -> tuple[object, list, bool] | None:
+    """(pixel bytes, frame extents, whether the first frame's backend releases the GIL) when the registry
+    decodes `ds` frame by frame, None when pydicom's own whole-file path should (the fragments do not split
+    into exactly Number of Frames frames: pydicom's excess-frame and error rules then apply; or pydicom's
+    plugins would decode the first frame anyway)."""
     buffer = ds[spec.pixel_keyword].value
     try:
         extents = frame_extents(spec, buffer, extended_offsets=extended_offsets(ds))
@@ -81,18 +83,26 @@ def _plan(ds: Dataset, spec: PixelSpec) -> tuple[object, list] | None:
         backend, _ = codecs.choose(spec, codecs.frame_info(spec, first))
     except GpudcmError:
         return None
-    if backend.finished:
-        return None
-    return buffer, extents
+    return buffer, extents, not backend.finished
+
+
+def _use_plan(plan, spec: PixelSpec, frames: int, threads: int | None) -> bool:
+    """Fast backends always; pydicom's plugins only for long files on a process pool."""
+    if plan is None:
+        return False
+    if plan[2]:
+        return True
+    return spec.is_encapsulated and processes.usable(frames, threads or codecs.default_threads())
 
 
 def releases_gil(ds: Dataset, spec: PixelSpec) -> bool:
     """Whether `ds` decodes through a registry backend that releases the GIL (threads then scale)."""
-    return _plan(ds, spec) is not None
+    plan = _plan(ds, spec)
+    return plan is not None and plan[2]
 
 
 def _decode_planned(plan, spec: PixelSpec, wanted: list[int], raw: bool, as_rgb: bool, threads: int | None) -> np.ndarray:
-    buffer, extents = plan
+    buffer, extents, _ = plan
     out = np.empty((len(wanted), *spec.frame_shape), dtype=spec.dtype)
     frames = [frame_bytes(buffer, extents[i]) for i in wanted]
     codecs.decode_frames(spec, frames, out, raw=raw, as_rgb=as_rgb, threads=threads,
@@ -108,9 +118,9 @@ def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool 
     (default: all cores) where the codec releases the GIL; files no faster backend takes go through
     pydicom's decoder whole."""
     plan = _plan(ds, spec)
-    if plan is None:
-        return _pydicom_decode(ds, spec, index, raw, as_rgb)
     wanted = list(range(spec.number_of_frames)) if index is None else [index]
+    if not _use_plan(plan, spec, len(wanted), threads):
+        return _pydicom_decode(ds, spec, index, raw, as_rgb)
     out = _decode_planned(plan, spec, wanted, raw, as_rgb, threads)
     return out[0] if index is not None or spec.number_of_frames == 1 else out
 
@@ -134,7 +144,7 @@ def iter_decode(
 ) -> Iterator[np.ndarray]:
     """Yield frames one at a time (pydicom's ``iter_array``)."""
     plan = _plan(ds, spec)
-    if plan is not None:
+    if plan is not None and plan[2]:
         for i in indices if indices is not None else range(spec.number_of_frames):
             yield _decode_planned(plan, spec, [i], raw, as_rgb, 1)[0]
         return

@@ -137,7 +137,8 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
                   first_index: Sequence[int] | None = None) -> list[str]:
     """Decode every frame of `frames` (bytes-like) into ``out[k]`` (``out`` shaped (len(frames),
     *spec.frame_shape)), on `threads` threads (default: all cores) when every chosen backend releases
-    the GIL. `first_index` names the frames (for error messages). Returns each frame's backend name."""
+    the GIL, else on as many worker processes for long files (gpudcm/codecs/processes.py). `first_index`
+    names the frames (for error messages). Returns each frame's backend name."""
     n = len(frames)
     if out.shape[0] != n:
         raise ValueError(f"out holds {out.shape[0]} frames, {n} given")
@@ -150,4 +151,11 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
         return _into(spec, frames[k], out[k], raw, as_rgb, offsets[k], chosen[k], infos[k], names[k])
 
     parallel = all(b.releases_gil for b in chosen)
+    if not parallel:
+        from . import processes
+
+        workers = threads or default_threads()
+        if processes.usable(n, workers) and processes.decode_in_processes(
+                spec, frames, out, raw=raw, as_rgb=as_rgb, processes=workers):
+            return [b.name for b in chosen]
     return thread_map(one, range(n), threads if parallel else 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -104,7 +103,6 @@ def backends(transfer_syntax: str) -> tuple[Backend, ...]:
     return REGISTRY.get(str(transfer_syntax), (PYDICOM,))
 
 
-@lru_cache(maxsize=None)
 def available(transfer_syntax: str) -> tuple[Backend, ...]:
     """The installed backends for `transfer_syntax`, fastest first."""
     return tuple(b for b in backends(transfer_syntax) if b.is_available(transfer_syntax))
