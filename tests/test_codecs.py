@@ -164,3 +164,30 @@ def test_decode_batch_uses_all_cores_only_for_gil_free_codecs():
     assert _cpu_workers([str(colour_lossy)]) == 1
     got = gpudcm.decode_batch([str(rle), str(colour_lossy)], device="cpu", workers=2)
     np.testing.assert_array_equal(got[0], reference(rle))
+
+
+@pytest.mark.parametrize("interleave", [0, 1, 2])
+def test_jpegls_colour_by_plane_and_by_pixel(interleave):
+    """CharLS through imagecodecs returns (rows, cols, samples) for every interleave mode, as pydicom does."""
+    jpeg_ls = pytest.importorskip("jpeg_ls")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    rgb = np.random.default_rng(interleave).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    src = np.ascontiguousarray(rgb.transpose(2, 0, 1)) if interleave == 0 else rgb  # pyjpegls wants planes for ILV 0
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PlanarConfiguration = 24, 40, 3, 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PhotometricInterpretation = "RGB"
+    ds.PixelData = encapsulate([bytes(jpeg_ls.encode_array(src, interleave_mode=interleave))])
+    ds["PixelData"].VR = "OB"
+    spec = pixel_spec(ds)
+    (extent,) = frame_extents(spec, ds.PixelData)
+    got = codecs.decode_frame(spec, frame_bytes(ds.PixelData, extent))
+    np.testing.assert_array_equal(got, rgb)
+    from pydicom.pixels import pixel_array as pydicom_pixel_array
+
+    np.testing.assert_array_equal(got, pydicom_pixel_array(ds))

@@ -99,10 +99,8 @@ def jpegls_reason_not(spec: PixelSpec, info: dict) -> str | None:
 
 
 def jpegls_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
-    arr = _ic().jpegls_decode(data)
-    if arr.ndim == 3 and arr.shape[0] == spec.samples_per_pixel and arr.shape[2] != spec.samples_per_pixel:
-        arr = arr.transpose(1, 2, 0)  # colour-by-plane output
-    return _shape_check(arr, spec)
+    # (rows, cols, samples) for every interleave mode (a strided view of the planes for ILV 0)
+    return _shape_check(_ic().jpegls_decode(data), spec)
 
 
 # ------------------------------------------------------------------------------------------ JPEG 2000
