@@ -20,6 +20,7 @@ from pydicom.pixels.utils import as_pixel_options
 from .errors import DecodeError, GpudcmError, UnsupportedTransferSyntax
 from . import codecs
 from .codecs import processes
+from .codecs.decode import FastBackendFailed
 from .frames import extended_offsets, frame_bytes, frame_extents
 from .spec import PixelSpec
 
@@ -106,7 +107,7 @@ def _decode_planned(plan, spec: PixelSpec, wanted: list[int], raw: bool, as_rgb:
     out = np.empty((len(wanted), *spec.frame_shape), dtype=spec.dtype)
     frames = [frame_bytes(buffer, extents[i]) for i in wanted]
     codecs.decode_frames(spec, frames, out, raw=raw, as_rgb=as_rgb, threads=threads,
-                         bit_offsets=[extents[i][0].bit_offset for i in wanted], first_index=wanted)
+                         bit_offsets=[extents[i][0].bit_offset for i in wanted], first_index=wanted, fallback=False)
     return out
 
 
@@ -121,7 +122,10 @@ def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool 
     wanted = list(range(spec.number_of_frames)) if index is None else [index]
     if not _use_plan(plan, spec, len(wanted), threads):
         return _pydicom_decode(ds, spec, index, raw, as_rgb)
-    out = _decode_planned(plan, spec, wanted, raw, as_rgb, threads)
+    try:
+        out = _decode_planned(plan, spec, wanted, raw, as_rgb, threads)
+    except FastBackendFailed:  # pydicom decides, with its plugin state carried from frame to frame
+        return _pydicom_decode(ds, spec, index, raw, as_rgb)
     return out[0] if index is not None or spec.number_of_frames == 1 else out
 
 
@@ -146,7 +150,10 @@ def iter_decode(
     plan = _plan(ds, spec)
     if plan is not None and plan[2]:
         for i in indices if indices is not None else range(spec.number_of_frames):
-            yield _decode_planned(plan, spec, [i], raw, as_rgb, 1)[0]
+            try:
+                yield _decode_planned(plan, spec, [i], raw, as_rgb, 1)[0]
+            except FastBackendFailed:
+                yield _pydicom_decode(ds, spec, i, raw, as_rgb)
         return
     if not spec.is_encapsulated:
         # one fresh pydicom runner per frame: pydicom 3.0's iter_array keeps the runner's state between

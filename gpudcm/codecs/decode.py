@@ -92,8 +92,12 @@ def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError
                        source=spec.source, frame=frame)
 
 
+class FastBackendFailed(Exception):
+    """A fast backend failed on a frame and the caller asked to decide itself (``fallback=False``)."""
+
+
 def _into(spec: PixelSpec, data, out: np.ndarray, raw: bool, as_rgb: bool, bit_offset: int,
-          backend: Backend | None, info: dict | None, frame: int | None) -> str:
+          backend: Backend | None, info: dict | None, frame: int | None, fallback: bool = True) -> str:
     """Decode one frame into `out`; returns the name of the backend that did."""
     if info is None:
         info = pydicom_plugins.frame_info(spec, data)
@@ -108,14 +112,16 @@ def _into(spec: PixelSpec, data, out: np.ndarray, raw: bool, as_rgb: bool, bit_o
                 return backend.name
             except _INTERRUPTS:
                 raise
-            except Exception:
+            except Exception as exc:
+                if not fallback:
+                    raise FastBackendFailed(f"{backend.name} failed on frame {frame}") from exc
                 backend = _fallback(spec)  # pydicom's plugins decide: its values, or its error
         arr = backend.decode(data, spec, info, raw=raw, as_rgb=as_rgb)
         if arr.shape != out.shape:
             raise ValueError(f"pydicom decoded the frame as {arr.shape}, not {out.shape}")
         np.copyto(out, arr, casting="unsafe")
         return backend.name
-    except _INTERRUPTS:
+    except (*_INTERRUPTS, FastBackendFailed):
         raise
     except BaseException as exc:  # pylibjpeg-rle's Rust panics are BaseExceptions (pyo3 PanicException)
         raise _wrap(exc, spec, frame) from exc
@@ -134,11 +140,14 @@ def decode_frame(spec: PixelSpec, data, *, raw: bool = False, as_rgb: bool = Tru
 
 def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bool = False, as_rgb: bool = True,
                   threads: int | None = None, bit_offsets: Sequence[int] | None = None,
-                  first_index: Sequence[int] | None = None) -> list[str]:
+                  first_index: Sequence[int] | None = None, fallback: bool = True) -> list[str]:
     """Decode every frame of `frames` (bytes-like) into ``out[k]`` (``out`` shaped (len(frames),
     *spec.frame_shape)), on `threads` threads (default: all cores) when every chosen backend releases
     the GIL, else on as many worker processes for long files (gpudcm/codecs/processes.py). `first_index`
-    names the frames (for error messages). Returns each frame's backend name."""
+    names the frames (for error messages). Returns each frame's backend name. With ``fallback=False`` a
+    frame a fast backend fails on raises :class:`FastBackendFailed` instead of going to pydicom's plugins
+    (the CPU path then decodes the whole file with pydicom, whose plugin choice carries over between
+    frames)."""
     n = len(frames)
     if out.shape[0] != n:
         raise ValueError(f"out holds {out.shape[0]} frames, {n} given")
@@ -148,7 +157,7 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
     offsets = bit_offsets or [0] * n
 
     def one(k: int) -> str:
-        return _into(spec, frames[k], out[k], raw, as_rgb, offsets[k], chosen[k], infos[k], names[k])
+        return _into(spec, frames[k], out[k], raw, as_rgb, offsets[k], chosen[k], infos[k], names[k], fallback)
 
     parallel = all(b.releases_gil for b in chosen)
     if not parallel:
