@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v dcmdump >/dev/null 2>&1 || need+=(dcmtk)
+# libjpeg headers: the nvJPEG stand-in (tests/harness/raw_jpeg.c) decodes raw component planes with libjpeg-turbo
+[ -f /usr/include/jpeglib.h ] || need+=(libjpeg-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -7,9 +7,10 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from pydicom.uid import RLELossless
 
 from . import cpu
 from .capabilities import backend_for
-from .cuda.runtime import resolve_device
+from .cuda.runtime import on_device, resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
 from .frames import check_codestream_sizes, check_rle_capacity, encapsulated_extents
 from .frames import extended_offsets as _extended_offsets
@@ -115,10 +116,17 @@ def _frame_numbers(spec: PixelSpec, index: int | None) -> list[int]:
     return [index] if index is not None else list(range(spec.number_of_frames))
 
 
-def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool):
-    from .cuda.ops import thread_ops
+def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool, device: str = "cuda"):
+    return _cuda_batch([(ds, spec)], device, index=index, raw=raw, as_rgb=as_rgb)[0]
 
-    return _device_decode([(ds, spec)], thread_ops(), index=index, raw=raw, as_rgb=as_rgb)[0]
+
+def _cuda_batch(prepared, device: str, **kwargs):
+    """:func:`_device_decode` on the CUDA device `device` names (``"cuda:N"``: device N), with pooled
+    device resources (gpudcm/cuda/ops.py lease_ops)."""
+    from .cuda.ops import lease_ops
+
+    with on_device(device), lease_ops() as ops:
+        return _device_decode(prepared, ops, **kwargs)
 
 
 def pixel_array(
@@ -141,7 +149,7 @@ def pixel_array(
         index = spec.check_index(index)
     if dev == "cpu":
         return cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb)
-    return _cuda_decode(ds, spec, index, raw, as_rgb)
+    return _cuda_decode(ds, spec, index, raw, as_rgb, device)
 
 
 def iter_frames(
@@ -160,7 +168,7 @@ def iter_frames(
         yield from cpu.iter_decode(ds, spec, wanted, raw=raw, as_rgb=as_rgb)
         return
     for i in wanted if wanted is not None else range(spec.number_of_frames):
-        yield _cuda_decode(ds, spec, i, raw, as_rgb)
+        yield _cuda_decode(ds, spec, i, raw, as_rgb, device)
 
 
 def decode_batch(
@@ -175,52 +183,86 @@ def decode_batch(
     workers: int | None = None,
     on_error: str = "raise",
     return_info: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> list | Any:
     """Decode many sources; results keep input order.
 
     `workers` threads parse and decode on the CPU. The default on the CPU is all cores when the codecs of
     the first source release the GIL (gpudcm.codecs: imagecodecs and NumPy do, pydicom's plugins do not),
-    else 1; a single source spends them on its frames. On CUDA the default is 1.
+    else 1; a single source spends them on its frames (or, for GIL-holding codecs, on worker processes).
+    On CUDA the default is 1.
     On CUDA the native frames of all sources are batched through the device pipeline.
     ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype.
     ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
     ``return_info=True`` also returns one :class:`gpudcm.routing.FrameInfo` per frame: which
     backend decoded it (kernel, nvjpeg, j2k, cpu-plugin) and why.
     `stream` (a ``cupy.cuda.Stream``) is used for device work when decoding on CUDA.
+    ``progress=True`` draws a progress line on stderr (files done, files/s, MB/s); a callable is called
+    as ``progress(done, total)`` after each source (on the batched CUDA path: as each is parsed, before
+    the one device pass).
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
     dev = resolve_device(device)
     sources = list(sources)
-    if dev == "cuda" and on_error == "raise":
-        from .cuda.ops import thread_ops
+    with _progress(progress, len(sources)) as tick:
+        return _decode_batch(sources, dev, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb, stack=stack,
+                             workers=workers, on_error=on_error, return_info=return_info, device=device)
 
-        prepared = _map(_prepare, sources, workers)  # parse (and read bytes) on CPU threads
-        ctx = stream if stream is not None else nullcontext()
-        infos: list | None = [] if return_info else None
-        with ctx:
-            out = _device_decode(prepared, thread_ops(), index=index, raw=raw, as_rgb=as_rgb, stack=stack, infos=infos)
-        return (out, infos) if return_info else out
+
+@contextmanager
+def _progress(progress: bool | Callable[[int, int], None], total: int) -> Iterator[Callable[[Any], None]]:
+    """A tick(result) function: updates a stderr Progress line, calls the user's callback, or nothing."""
+    lock = threading.Lock()
+    done = [0]
+    bar = None
+    if progress is True:
+        from .progress import Progress
+
+        bar = Progress(total)
+
+    def tick(result: Any = None) -> None:
+        with lock:
+            done[0] += 1
+            if bar is not None:
+                bar.update(int(getattr(result, "nbytes", 0) or 0), failed=isinstance(result, Exception))
+            elif callable(progress):
+                progress(done[0], total)
+
+    try:
+        yield tick
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, stream, index, raw, as_rgb, stack, workers,
+                  on_error, return_info, device: str):
+    if dev == "cuda":
+        on_cuda = device if device and device.lower().startswith("cuda") else "cuda"
+        return _decode_batch_cuda(sources, on_cuda, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb,
+                                  stack=stack, workers=workers, on_error=on_error, return_info=return_info)
 
     from .routing import FrameInfo
 
     infos: list = []
     frame_threads = workers if len(sources) == 1 else 1  # one file: its frames go to the threads (or processes)
-    if dev == "cpu" and workers is None and len(sources) > 1:
+    if workers is None and len(sources) > 1:
         workers = _cpu_workers(sources)
 
     def one(src: Source):
+        result = _one(src)
+        tick(result)
+        return result
+
+    def _one(src: Source):
         try:
-            ctx = stream if (dev == "cuda" and stream is not None) else nullcontext()
-            with ctx:
-                if dev == "cuda":
-                    return pixel_array(src, index=index, device=dev, raw=raw, as_rgb=as_rgb)
-                ds, spec = _prepare(src)
-                arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb,
-                                 threads=frame_threads)
-                infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
-                             for f in _frame_numbers(spec, index))
-                return arr
+            ds, spec = _prepare(src)
+            arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb,
+                             threads=frame_threads)
+            infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
+                         for f in _frame_numbers(spec, index))
+            return arr
         except GpudcmError as exc:
             if on_error == "return":
                 return exc
@@ -228,15 +270,68 @@ def decode_batch(
 
     results = _map(one, sources, workers if len(sources) > 1 else 1)
     if stack:
-        xp = np
-        if dev == "cuda":
-            import cupy as xp
-        results = _stack(results, [source_name(s) for s in sources], xp)
+        results = _stack(results, [source_name(s) for s in sources], np)
     if return_info:
         order = {source_name(s): k for k, s in enumerate(sources)}
         infos.sort(key=lambda f: (order.get(f.source, 0), f.frame))  # threads finish in any order
         return results, infos
     return results
+
+
+def _decode_batch_cuda(sources: list, device: str, tick: Callable[[Any], None], *, stream, index, raw: bool,
+                       as_rgb: bool, stack: bool, workers: int | None, on_error: str, return_info: bool):
+    """decode_batch on CUDA: sources parsed on `workers` CPU threads, then decoded in one device batch
+    on this thread. With ``on_error="return"`` a source that fails to parse gets its exception in its
+    slot and the rest still decode as one batch; should the batch itself fail, its sources are decoded
+    one by one so the failure lands on the source that caused it."""
+
+    def prepare(src):
+        try:
+            out = _prepare(src)
+        except GpudcmError as exc:
+            if on_error == "raise":
+                raise
+            out = exc
+        tick(out if isinstance(out, Exception) else None)
+        return out
+
+    prepared = _map(prepare, sources, workers)  # parse (and read bytes) on CPU threads
+    good = [k for k, p in enumerate(prepared) if not isinstance(p, Exception)]
+    infos: list | None = [] if return_info else None
+    results: list[Any] = list(prepared)
+    with stream if stream is not None else nullcontext():
+        try:
+            decoded = _cuda_batch([prepared[k] for k in good], device, index=index, raw=raw, as_rgb=as_rgb,
+                                  stack=stack and len(good) == len(sources), infos=infos)
+        except GpudcmError:
+            if on_error == "raise":
+                raise
+            decoded, infos = _one_by_one([prepared[k] for k in good], device, index, raw, as_rgb, infos)
+        else:
+            if stack and len(good) == len(sources):
+                return (decoded, infos) if return_info else decoded
+    for k, arr in zip(good, decoded):
+        results[k] = arr
+    if stack:
+        import cupy
+
+        results = _stack(results, [source_name(s) for s in sources], cupy)
+    return (results, infos) if return_info else results
+
+
+def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, infos: list | None):
+    out: list[Any] = []
+    kept: list | None = [] if infos is not None else None
+    for item in prepared:
+        mine: list | None = [] if infos is not None else None
+        try:
+            out.append(_cuda_batch([item], device, index=index, raw=raw, as_rgb=as_rgb, infos=mine)[0])
+        except GpudcmError as exc:
+            out.append(exc)
+            continue
+        if kept is not None:
+            kept += mine
+    return out, kept
 
 
 def _cpu_workers(sources: list) -> int:

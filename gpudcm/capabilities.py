@@ -13,6 +13,11 @@ from .spec import PixelSpec
 BACKENDS = ("kernel", "nvjpeg", "j2k", "cpu-plugin", "unsupported")
 DEVICES = ("cpu", "cuda")
 _YBR = ("YBR_FULL", "YBR_FULL_422")
+# what to install when a GPU decoder exists but its library does not load
+_MISSING_GPU_LIBRARY = {
+    "nvjpeg": "nvJPEG not installed: pip install 'gpudcm[cuda]'",
+    "j2k": "nvImageCodec with nvJPEG2000 not usable: pip install 'gpudcm[j2k]'",
+}
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,12 @@ def _capability(uid: UID, device: str) -> Capability:
     gpu = _gpu_library(uid)
     if gpu is not None and gpu[1]:  # the GPU library loads: frames are routed one by one
         return Capability(uid, "cuda", gpu[0], cuda_ok and cpu_ok, gpu[2] if cuda_ok else f"{gpu[2]}; {cuda_why}")
+    # a decoder exists, its library is absent or does not work: the static hint, then why (gpu[2])
+    missing = f"{_MISSING_GPU_LIBRARY[gpu[0]]} ({gpu[2]})" if gpu is not None else None
     if not cpu_ok:
-        return Capability(uid, "cuda", "unsupported", False, f"no GPU decoder yet and {cpu_why}")
-    why = f"no GPU decoder yet: decoded on the CPU ({cpu_why}) and copied to the device"
+        return Capability(uid, "cuda", "unsupported", False, f"{missing or 'no GPU decoder yet'} and {cpu_why}")
+    why = (f"{missing}; meanwhile decoded on the CPU ({cpu_why}) and copied to the device" if missing else
+           f"no GPU decoder yet: decoded on the CPU ({cpu_why}) and copied to the device")
     return Capability(uid, "cuda", "cpu-plugin", cuda_ok, why if cuda_ok else f"{why}; {cuda_why}")
 
 
@@ -62,12 +70,25 @@ def _gpu_library(uid: UID) -> tuple[str, bool, str] | None:
     if str(uid) in JPEG_SYNTAXES:
         env = detect_env()
         return ("nvjpeg", env.nvjpeg is not None,
-                "nvJPEG per frame (baseline/8-bit DCT; lossless SV1 2-16 bit with nvjpeg >= 13.0.2); "
-                "other frames on the CPU plugin")
+                f"nvJPEG {_nvjpeg_where()} per frame (baseline/8-bit DCT; 1-2 component lossless SV1 2-16 bit with nvjpeg "
+                ">= 13.0.2); other frames on the CPU plugin")
     if str(uid) in J2K_SYNTAXES:
-        env = detect_env()
-        return ("j2k", env.nvimgcodec, "nvImageCodec (gpudcm[j2k]) per frame; other frames on the CPU plugin")
+        from .cuda.j2k import gpu_backend_here
+
+        ok, why = gpu_backend_here()
+        return ("j2k", ok, f"{why}; per frame, other frames on the CPU plugin" if ok
+                else f"no GPU JPEG 2000 decoder ({why})")
     return None
+
+
+def _nvjpeg_where() -> str:
+    """Where libnvjpeg was loaded from, or why it was not."""
+    from .cuda import nvjpeg
+
+    try:
+        return f"({nvjpeg.library_path()})"
+    except Exception as exc:
+        return f"(not loaded: {exc})"
 
 
 def known_transfer_syntaxes() -> list[UID]:

@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class Outcome:
     dtype: str = ""
     error_type: str = ""
     message: str = ""
+    meta: dict = field(default_factory=dict)  # the array's metadata (gpudcm.metadata.job_metadata)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -126,6 +127,43 @@ def file_jobs(paths: Sequence[str | os.PathLike], *, flat: bool = False) -> list
     return [Job(name, (os.fspath(p),)) for name, p in zip(output_names(paths, flat=flat), paths)]
 
 
+NOT_IMAGE = "not-image"  # Outcome status of an input that is not a DICOM image (listed, not a failure)
+
+
+def _not_image(path: str, reason: str) -> Outcome:
+    return Outcome("", (path,), NOT_IMAGE, message=reason)
+
+
+def classify_outcomes(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[Outcome]]:
+    """(the DICOM images among `paths`, an Outcome for each other input): objects without pixel data
+    (DICOMDIR, SR, RT Plan, KO...) and non-DICOM files get status "not-image" with the reason; an
+    unreadable file is a failure."""
+    from .classify import classify
+
+    images, others = [], []
+    for p in map(os.fspath, paths):
+        try:
+            c = classify(p)
+        except OSError as exc:
+            others.append(Outcome("", (p,), "failed", error_type=type(exc).__name__, message=f"{p}: {exc}"))
+            continue
+        if c.is_image:
+            images.append(p)
+        else:
+            others.append(_not_image(p, c.reason))
+    return images, others
+
+
+def plan_jobs(paths: Sequence[str | os.PathLike], *, series: bool = False) -> tuple[list[Job], list[Outcome]]:
+    """The jobs for `paths` (one per image file, or per series) and an Outcome for every input that is
+    not an image (see :func:`classify_outcomes`)."""
+    if series:
+        jobs, left_out = series_jobs(paths)
+        return jobs, classify_outcomes(left_out)[1]
+    images, others = classify_outcomes(paths)
+    return file_jobs(images), others
+
+
 def series_jobs(paths: Sequence[str | os.PathLike]) -> tuple[list[Job], list[str]]:
     """One job per series (named by its SeriesInstanceUID), and the input files in no series
     (not DICOM images: gpudcm.series.group_series skips them)."""
@@ -138,41 +176,36 @@ def series_jobs(paths: Sequence[str | os.PathLike]) -> tuple[list[Job], list[str
     return [Job(n, tuple(s.paths), "series", s) for n, s in zip(names, groups)], left_out
 
 
-def _series_info(paths: Sequence[str]) -> dict:
-    """Transfer syntax of a series' files (their file meta only)."""
-    from pydicom.filereader import read_file_meta_info
-
-    names = {read_file_meta_info(p).get("TransferSyntaxUID", "").name for p in paths}
-    return {"transfer_syntax": names.pop() if len(names) == 1 else "mixed"}
-
-
-def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool = True) -> tuple[np.ndarray | None, Outcome]:
-    """Decode `job` into a host (NumPy) array. Never raises for a bad input: the returned Outcome
+def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool = True,
+            rescale: bool = False) -> tuple[np.ndarray | None, Outcome]:
+    """Decode `job` into a host (NumPy) array; ``rescale=True``: modality values (float32, see
+    :func:`gpudcm.metadata.to_modality`). The Outcome's `meta` is the array's metadata
+    (:func:`gpudcm.metadata.job_metadata`). Never raises for a bad input: the returned Outcome
     says "failed" with the error's type and message (the array is then None)."""
     from .api import _prepare, pixel_array
     from .capabilities import backend_for
     from .cuda.runtime import resolve_device
+    from .metadata import MODALITY, STORED, job_metadata, to_modality
     from .series import load_volume
 
     t0 = time.perf_counter()
     try:
+        meta = job_metadata(job.kind, job.paths, job.series, values=MODALITY if rescale else STORED)
         if job.kind == "series":
-            arr = to_host(load_volume(job.series, device=device, raw=raw, as_rgb=as_rgb))
-            info = {"frames": int(arr.shape[0])}
-            try:
-                info.update(_series_info(job.paths))
-            except Exception:  # decoded fine; the description is a nicety
-                pass
+            arr = to_host(load_volume(job.series, device=device, raw=raw, as_rgb=as_rgb, rescale=rescale))
+            info = {"frames": int(arr.shape[0]), "transfer_syntax": meta["transfer_syntax"]}
         else:
             ds, spec = _prepare(job.paths[0])  # parsed once; pixel_array(ds) is then pixel_array(path)
             arr = to_host(pixel_array(ds, device=device, raw=raw, as_rgb=as_rgb))
+            if rescale and spec.samples_per_pixel == 1 and meta["rescale_slope"] is not None:
+                arr = to_modality(arr, (meta["rescale_slope"], meta["rescale_intercept"]), stacked=False)
             info = {"transfer_syntax": spec.transfer_syntax.name, "frames": spec.number_of_frames,
                     "backend": backend_for(spec, resolve_device(device)).backend}
     except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded, not raised
         return None, Outcome(job.name, job.paths, "failed", seconds=time.perf_counter() - t0,
                              error_type=type(exc).__name__, message=" ".join(str(exc).split()))
     return arr, Outcome(job.name, job.paths, "done", seconds=time.perf_counter() - t0, bytes_out=arr.nbytes,
-                        bytes_in=_file_bytes(job.paths), shape=tuple(arr.shape), dtype=str(arr.dtype), **info)
+                        bytes_in=_file_bytes(job.paths), shape=tuple(arr.shape), dtype=str(arr.dtype), meta=meta, **info)
 
 
 def _file_bytes(paths: Sequence[str]) -> int:

@@ -252,3 +252,19 @@ def _xp(arr: Any):
     import cupy
 
     return cupy
+
+
+def _register_by_name() -> None:
+    """``LoadImage(reader="GpudcmReader")`` finds it by name, as MONAI's own readers (its
+    ``SUPPORTED_READERS`` table, which MONAI documents for user readers). Added first in the table, so
+    LoadImage's automatic choice (which tries the table from last to first) still prefers MONAI's own."""
+    from monai.transforms.io import array as io_array
+
+    table = io_array.SUPPORTED_READERS
+    if "gpudcmreader" not in table:
+        entries = list(table.items())
+        table.clear()
+        table.update([("gpudcmreader", GpudcmReader), *entries])
+
+
+_register_by_name()

@@ -397,7 +397,11 @@ def _run_kernel(arr: Array, plan: PreprocessPlan, *, launcher: Launcher, xp=np, 
 
 
 @lru_cache(maxsize=64)
-def _device_words(device_id: int, words: bytes):
+def _device_words(device_id: int, stream_ptr: int, words: bytes):
+    """A plan's table on the device, cached per (device, stream): allocated and copied on the stream its
+    kernels run on, so every read is stream-ordered after the copy, and a table evicted from the cache
+    goes back to that stream's pool arena, where only later work on the same stream can reuse it (CuPy's
+    pool semantics: gpudcm/cuda/ops.py)."""
     import cupy
 
     with cupy.cuda.Device(device_id):
@@ -411,7 +415,7 @@ def cupy_preprocess_launcher(plan: PreprocessPlan, src, rng, out):
 
     from .cuda.kernels import get_function
 
-    words = _device_words(cupy.cuda.Device().id, plan.words.tobytes())
+    words = _device_words(cupy.cuda.Device().id, cupy.cuda.get_current_stream().ptr, plan.words.tobytes())
     status = cupy.zeros(1, dtype=cupy.uint32)
     g = plan.geometry
     kernel = get_function("preprocess.cu", plan.kernel)

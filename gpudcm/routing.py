@@ -24,6 +24,8 @@ J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1
 ROUTE_BACKENDS = ("nvjpeg", "j2k", "cpu-plugin")
 # nvJPEG releases before 13.0.2 decode 9-15-bit lossless frames as all zeros
 MIN_NVJPEG_LOSSLESS = (13, 0, 2)
+# NVJPEG_BACKEND_LOSSLESS_JPEG: "process 14, selection value 1 ... up to 2 channels" (nvJPEG documentation)
+NVJPEG_LOSSLESS_MAX_COMPONENTS = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class FrameInfo:
     frame: int
     backend: str  # "kernel", "nvjpeg", "j2k" or "cpu-plugin"
     reason: str
+    fallback_from: str | None = None  # the GPU backend that failed at run time, when the CPU took over
 
 
 def _cpu(reason: str) -> Route:
@@ -113,8 +116,9 @@ def route_jpeg(spec: PixelSpec, info: JpegInfo, env: GpuEnv = FULL_ENV) -> Route
             return _cpu(f"lossless frame in {len(info.scans)} scan(s), not one interleaved scan")
         if info.separate_huffman:
             return _cpu(f"{info.samples}-component lossless with a Huffman table per component")
-        if info.samples not in (1, 3):
-            return _cpu(f"{info.samples}-component lossless JPEG")
+        if info.samples > NVJPEG_LOSSLESS_MAX_COMPONENTS:
+            return _cpu(f"{info.samples}-component lossless JPEG (nvJPEG's lossless backend decodes at most "
+                        f"{NVJPEG_LOSSLESS_MAX_COMPONENTS})")
         return Route("nvjpeg", f"{info.precision}-bit lossless, selection value 1", "lossless")
     return _cpu(f"JPEG process {info.process} is not decoded by nvJPEG")
 
@@ -138,6 +142,8 @@ def route_j2k(spec: PixelSpec, info: J2kInfo, env: GpuEnv = FULL_ENV) -> Route:
         return _cpu(f"JPEG 2000 precision {info.precision} > 16")
     if info.precision > spec.bits_allocated:
         return _cpu(f"JPEG 2000 precision {info.precision} exceeds Bits Allocated {spec.bits_allocated}")
+    if info.is_signed and info.precision <= 8:
+        return _cpu(f"signed {info.precision}-bit JPEG 2000 (nvImageCodec's nvjpeg2k decoder takes signed 9-16 bits only)")
     kind = "HTJ2K" if info.high_throughput else "JPEG 2000"
     return Route("j2k", f"{info.precision}-bit {'signed' if info.is_signed else 'unsigned'} {kind}")
 
@@ -179,7 +185,8 @@ def route_bytes(spec: PixelSpec, data, env: GpuEnv = FULL_ENV) -> Route:
 
 @functools.lru_cache(maxsize=1)
 def detect_env() -> GpuEnv:
-    """The GpuEnv of this process: nvJPEG's version from the library, nvImageCodec's importability."""
+    """The GpuEnv of this process: nvJPEG's version from the library; nvImageCodec only where its GPU
+    JPEG 2000 backend (nvjpeg2k) really decodes on the current device."""
     nvj = None
     try:
         from .cuda import nvjpeg
@@ -187,10 +194,6 @@ def detect_env() -> GpuEnv:
         nvj = nvjpeg.version()
     except Exception:
         nvj = None
-    try:
-        import importlib.util
+    from .cuda.j2k import gpu_backend_here
 
-        has_nvimgcodec = importlib.util.find_spec("nvidia.nvimgcodec") is not None
-    except (ImportError, ValueError):
-        has_nvimgcodec = False
-    return GpuEnv(nvjpeg=nvj, nvimgcodec=has_nvimgcodec)
+    return GpuEnv(nvjpeg=nvj, nvimgcodec=gpu_backend_here()[0])

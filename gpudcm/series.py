@@ -95,17 +95,19 @@ def _number(ds, keyword: str) -> float | None:
 
 def read_header(path: str | os.PathLike) -> SliceHeader | None:
     """The grouping/ordering header of `path`, or None when it is not a DICOM image (skipped)."""
+    from .classify import read_classified
+
     path = os.fspath(path)
+    ds, kind = read_classified(path, _TAGS)  # the same test as every consumer (gpudcm.classify)
+    if not kind.is_image:
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
             rows, cols = int(ds.Rows), int(ds.Columns)
             samples = int(ds.get("SamplesPerPixel") or 1)
             frames = int(ds.get("NumberOfFrames") or 1)
-    except (FileNotFoundError, PermissionError):
-        raise
-    except Exception:  # not DICOM, or no image pixel module: not part of any volume
+    except (TypeError, ValueError):  # unreadable Rows/Columns/Number of Frames: not part of any volume
         return None
     shape = ((frames,) if frames > 1 else ()) + (rows, cols) + ((samples,) if samples > 1 else ())
     instance = _number(ds, "InstanceNumber")
@@ -233,13 +235,29 @@ def device_scope(device: str) -> Iterator[None]:
 
 
 def load_volume(series: Series, *, device: str = "auto", raw: bool = False, as_rgb: bool = True,
-                workers: int | None = None) -> Any:
+                workers: int | None = None, rescale: bool = False) -> Any:
     """Decode `series` into one (slices, rows, columns[, samples]) array (NumPy, or CuPy on CUDA).
 
-    Stored values, as ``pixel_array`` returns them (no rescale). A series of one multi-frame file
-    returns its frames. ``device="cuda:N"`` decodes on device N. Raises :class:`GpudcmError` naming
-    the files when the slices' shapes differ.
+    Stored values, as ``pixel_array`` returns them; ``rescale=True``: modality values instead (float32
+    ``stored * slope + intercept`` with each slice's own Rescale Slope/Intercept, e.g. HU or PET units;
+    unchanged when no file has them). A series of one multi-frame file returns its frames.
+    ``device="cuda:N"`` decodes on device N. Raises :class:`GpudcmError` naming the files when the
+    slices' shapes differ.
     """
+    arr = _load_stored(series, device=device, raw=raw, as_rgb=as_rgb, workers=workers)
+    if not rescale:
+        return arr
+    from .metadata import to_modality
+
+    pairs = series.rescale
+    if pairs is None:  # none found by group_series, or a hand-made Series: read the tags
+        found = [h.rescale if h is not None else None for h in map(read_header, series.paths)]
+        pairs = None if all(r is None for r in found) else tuple(found)
+    with device_scope(device):
+        return to_modality(arr, pairs, stacked=True)
+
+
+def _load_stored(series: Series, *, device: str, raw: bool, as_rgb: bool, workers: int | None) -> Any:
     from .api import decode_batch, pixel_array
 
     if not series.paths:

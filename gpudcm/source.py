@@ -49,7 +49,7 @@ def _read_header_then_pixels(fp: BinaryIO, specific_tags: list[int] | None = Non
     `specific_tags` when given), then that element's value straight from the file. Cheaper than a full
     ``dcmread`` and it recovers pixel data a full read drops (encapsulated data missing its delimiter).
     None when the file is not read this way (no file meta, deflated, no pixel element)."""
-    from pydicom.filereader import _at_pixel_data, _read_file_meta_info, read_dataset, read_preamble
+    from .pydicom_compat import at_pixel_data as _at_pixel_data, read_file_meta_info as _read_file_meta_info, read_dataset, read_preamble
 
     fp.seek(0)
     read_preamble(fp, force=True)

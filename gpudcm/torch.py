@@ -24,6 +24,7 @@ stacked decode straight into the batch array); encapsulated series (RLE, JPEG) t
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ from .errors import GpudcmError
 from .series import Series, device_scope, read_header
 from .spec import PixelSpec
 
-Item = Union[str, "os.PathLike[str]", Series]  # one file, or one series volume
+Item = Union[str, "os.PathLike[str]", Series]  # one file (or a folder, walked), or one series volume
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -144,9 +146,11 @@ def _series_payload(index: int, series: Series, rescale: bool) -> Payload:
 def _file_payload(index: int, path: str, rescale: bool) -> Payload:
     ds, spec = _prepare(path)
     part = _detach(ds, spec)
-    pairs = _rescale_of(path) if rescale else None
+    header = read_header(path)
+    pairs = header.rescale if rescale and header is not None else None
+    spacing = header.pixel_spacing if header is not None else None
     return Payload(index, [ds], [len(part)], _pack([part]), [not spec.is_encapsulated], spec.shape(),
-                   spec.dtype.str, _pairs(pairs), {"path": path})
+                   spec.dtype.str, _pairs(pairs), {"path": path, "spacing": _geometry(spacing, 2)})
 
 
 def _pairs(pairs) -> np.ndarray | None:
@@ -158,6 +162,34 @@ def prepare_item(index: int, item: Item, *, rescale: bool = False) -> Payload:
     if isinstance(item, Series):
         return _series_payload(index, item, rescale)
     return _file_payload(index, os.fspath(item), rescale)
+
+
+def _expand_items(items: Item | Sequence[Item]) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Files and Series as given; folders walked, keeping DICOM images; (path, reason) of the rest."""
+    from .classify import classify
+    from .jobs import expand_paths
+
+    if isinstance(items, (str, os.PathLike, Series)):
+        items = [items]
+    out: list[Item] = []
+    others: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, Series) or not os.path.isdir(os.fspath(item)):
+            out.append(item)
+            continue
+        for path in expand_paths([item]):
+            kind = classify(path)
+            if kind.is_image:
+                out.append(os.fspath(path))
+            else:
+                others.append((os.fspath(path), kind.reason))
+    return out, others
+
+
+def _failed_payload(index: int, item: Item, exc: Exception) -> Payload:
+    path = tuple(item.paths) if isinstance(item, Series) else os.fspath(item)
+    return Payload(index, [], [], torch.empty(0, dtype=torch.uint8), [], (), "", None,
+                   {"path": path, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"})
 
 
 def collate_payloads(payloads: list[Payload]) -> list[Payload]:
@@ -207,6 +239,8 @@ def _stack_parts(parts: list) -> Any:
 def decode_payloads(payloads: Sequence[Payload], *, device: str = "auto", transform: Callable | None = None,
                     decoder: Callable = decode_batch) -> dict[str, Any]:
     """Decode a batch of payloads on `device` (one ``decode_batch`` call) into the batch dict."""
+    if not payloads:  # every item of the batch was skipped
+        return {"image": [], "index": torch.empty(0, dtype=torch.int64), "path": []}
     kind, dev = _target(device)
     sources = _sources(payloads, kind)
     shapes = {(p.shape, p.dtype, len(p.headers)) for p in payloads}
@@ -243,8 +277,10 @@ def decode_payloads(payloads: Sequence[Payload], *, device: str = "auto", transf
     }
     if all("uid" in p.meta for p in payloads):
         batch["uid"] = [p.meta["uid"] for p in payloads]
-        for key in ("spacing", "orientation", "origin"):
+        for key in ("orientation", "origin"):
             batch[key] = torch.tensor([p.meta[key] for p in payloads], dtype=torch.float64)
+    if payloads and len({len(p.meta.get("spacing", ())) for p in payloads}) == 1 and "spacing" in payloads[0].meta:
+        batch["spacing"] = torch.tensor([p.meta["spacing"] for p in payloads], dtype=torch.float64)
     return batch
 
 
@@ -285,28 +321,76 @@ def _target(device: str) -> tuple[str, torch.device]:
 class DicomDataset(torch.utils.data.Dataset):
     """Map-style dataset over DICOM files and/or :class:`gpudcm.series.Series` volumes.
 
+    `paths_or_series`: a folder or file (str or path), or a list of files, folders and Series; folders
+    are walked (sorted, recursively) as ``gpudcm decode`` walks them, and only DICOM images are kept
+    (:mod:`gpudcm.classify`: DICOMDIR, SR, RT Plan, non-DICOM files are logged and listed in
+    ``dataset.not_images``).
+
     ``dataset[i]`` is the worker-side :class:`Payload` (parse + read, no decode); ``dataset.load(i)``
     decodes one item. Decode happens in :meth:`decode` (what :class:`DicomLoader` calls per batch) on
-    `device` ("auto", "cpu", "cuda" or "cuda:N"). `transform` is applied after decode to each item's torch
-    tensor (on the decode device). ``rescale=True`` applies Rescale Slope/Intercept in float32 to files
-    that carry them. Series volumes are (slices, rows, columns[, samples]); files keep pydicom's shape.
+    `device` ("auto", "cpu", "cuda" or "cuda:N"; "cuda" without a usable GPU raises
+    :class:`gpudcm.DeviceUnavailable` here, not in the first batch). `transform` is applied after decode
+    to each item's torch tensor (on the decode device). ``rescale=True`` applies Rescale Slope/Intercept
+    in float32 to files that carry them.
+
+    Items: a torch tensor per item, channels last as pydicom returns them - files ``(rows, columns)``,
+    ``(rows, columns, samples)`` (RGB order), ``(frames, rows, columns[, samples])``; series volumes
+    ``(slices, rows, columns[, samples])``; the stored dtype (float32 with ``rescale``). A batch dict also
+    has ``"spacing"``: (row, column) mm per 2D file, (slice, row, column) per series (NaN where unknown).
+
+    ``on_error="raise"`` (default) raises the first bad item; ``"skip"`` drops it from its batch, logs a
+    warning (``gpudcm.torch`` logger) and counts it in ``dataset.skipped`` (path, error) - counted in the
+    process that decodes, i.e. the main process of a DataLoader.
     """
 
-    def __init__(self, paths_or_series: Sequence[Item], transform: Callable | None = None, device: str = "auto",
-                 *, rescale: bool = False) -> None:
-        self.items = list(paths_or_series)
+    def __init__(self, paths_or_series: Item | Sequence[Item], transform: Callable | None = None, device: str = "auto",
+                 *, rescale: bool = False, on_error: str = "raise") -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        if (device or "auto").lower() != "auto":
+            resolve_device(device)  # DeviceUnavailable now, with the reason
+        self.items, self.not_images = _expand_items(paths_or_series)
+        for path, reason in self.not_images:
+            _log.info("DicomDataset: skipped %s: %s", path, reason)
         self.transform = transform
         self.device = device
         self.rescale = rescale
+        self.on_error = on_error
+        self.skipped: list[tuple[Any, str]] = []
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> Payload:
-        return prepare_item(index, self.items[index], rescale=self.rescale)
+        if self.on_error == "raise":
+            return prepare_item(index, self.items[index], rescale=self.rescale)
+        try:
+            return prepare_item(index, self.items[index], rescale=self.rescale)
+        except Exception as exc:  # noqa: BLE001 - reported by decode() in the main process
+            return _failed_payload(index, self.items[index], exc)
 
     def decode(self, payloads: Sequence[Payload]) -> dict[str, Any]:
-        return decode_payloads(payloads, device=self.device, transform=self.transform)
+        if self.on_error == "raise":
+            return decode_payloads(payloads, device=self.device, transform=self.transform)
+        good = [p for p in payloads if not self._skip(p, p.meta.get("error"))]
+        try:
+            return decode_payloads(good, device=self.device, transform=self.transform)
+        except Exception:  # noqa: BLE001 - find the bad items one by one
+            kept = []
+            for p in good:
+                try:
+                    decode_payloads([p], device=self.device)
+                    kept.append(p)
+                except Exception as exc:  # noqa: BLE001
+                    self._skip(p, f"{type(exc).__name__}: {exc}")
+            return decode_payloads(kept, device=self.device, transform=self.transform)
+
+    def _skip(self, payload: Payload, error: str | None) -> bool:
+        if not error:
+            return False
+        self.skipped.append((payload.meta.get("path"), error))
+        _log.warning("DicomDataset: skipped item %d (%s): %s", payload.index, payload.meta.get("path"), error)
+        return True
 
     def load(self, index: int) -> dict[str, Any]:
         """Decode item `index` in this process: the batch dict of a batch of one."""
@@ -351,3 +435,6 @@ class DicomLoader:
             return
         for payloads in self.loader:
             yield self.dataset.decode(payloads)
+
+
+from .wsi.patches import SlidePatchDataset, SlidePatchLoader  # noqa: E402  (whole-slide patches, gpudcm.wsi)

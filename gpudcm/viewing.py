@@ -219,7 +219,10 @@ def _grey(xp, arr: Array, ds: Dataset | None, window, ops: _Ops, name: str) -> t
     ds = ds if ds is not None else Dataset()
     v = ops.modality(arr, ds)
     voi = "min/max"
-    if isinstance(window, str):
+    if isinstance(window, _Range):  # one range for several frames (a contact sheet)
+        index, lo, hi = None, window.lo, window.hi
+        voi = f"min/max of all frames [{_fmt(lo)}, {_fmt(hi)}]"
+    elif isinstance(window, str):
         if window != "auto":
             raise ValueError(f"window must be 'auto', an index, (center, width) or None, not {window!r}")
         index = 0 if (_has_voi_lut(ds) or _window_count(ds)) else None
@@ -384,11 +387,60 @@ def _array_module(obj):
         return None
 
 
-def _render(src, ds, *, frame, window, size, device, ops: _Ops | None = None) -> tuple[Array, RenderInfo]:
+def pixel_aspect(ds: Dataset | None) -> float:
+    """Height / width of one pixel: Pixel Spacing (row, column), else Imager Pixel Spacing, else Pixel
+    Aspect Ratio (vertical, horizontal); 1 without any."""
+    if ds is None:
+        return 1.0
+    spacing = new_pixel_spacing(ds, (1, 1), (1, 1))
+    if spacing and spacing[0] > 0 and spacing[1] > 0:
+        return spacing[0] / spacing[1]
+    ratio = ds.get("PixelAspectRatio")
+    try:
+        vertical, horizontal = (float(v) for v in ratio)
+    except (TypeError, ValueError):
+        return 1.0
+    return vertical / horizontal if vertical > 0 and horizontal > 0 else 1.0
+
+
+def square_size(rows: int, cols: int, aspect: float) -> tuple[int, int]:
+    """(rows, cols) for square pixels on screen: the axis with the finer spacing shrinks (never grows)."""
+    if aspect < 1:
+        return max(1, round(rows * aspect)), cols
+    if aspect > 1:
+        return rows, max(1, round(cols / aspect))
+    return rows, cols
+
+
+def _display_size(size, rows: int, cols: int, ds: Dataset | None, square: bool, upscale: int | None = None):
+    """The exact (h, w) a frame is drawn at: square pixels when asked, then `size` as _out_size has it;
+    `upscale` (a tile size): grown to it when smaller."""
+    if not square or (size is not None and not isinstance(size, (int, np.integer))):
+        return size
+    h, w = square_size(rows, cols, pixel_aspect(ds))
+    if upscale and max(h, w) < upscale:
+        k = upscale / max(h, w)
+        h, w = max(1, min(upscale, round(h * k))), max(1, min(upscale, round(w * k)))
+        return h, w
+    return _out_size(size, h, w)
+
+
+def upscale_nearest(xp, img: Array, h: int, w: int) -> Array:
+    """`img` grown by whole-pixel repeats (crisp, no new values) to at least (h, w), then area-averaged
+    to exactly (h, w)."""
+    ky, kx = -(-h // img.shape[0]), -(-w // img.shape[1])
+    if ky > 1 or kx > 1:
+        img = xp.repeat(xp.repeat(img, ky, axis=0), kx, axis=1)
+    return area_downscale(xp, img, h, w)
+
+
+def _render(src, ds, *, frame, window, size, device, ops: _Ops | None = None,
+            square_pixels: bool = False) -> tuple[Array, RenderInfo]:
     arr, fds, k, name = _load(src, ds, frame, device)
     xp = _t._xp(arr)
     ops = ops or PUBLIC_OPS
     ctx = arr.device if xp is not np else nullcontext()
+    size = _display_size(size, arr.shape[0], arr.shape[1], fds, square_pixels)
     with ctx:
         img, voi = _render_frame(arr, fds, window=window, size=size, name=name, xp=xp, ops=ops)
     spacing = new_pixel_spacing(fds, arr.shape[:2], img.shape[:2]) if fds is not None else None
@@ -403,9 +455,12 @@ def render(
     window: None | str | int | tuple[float, float] = "auto",
     size: None | int | tuple[int, int] = None,
     device: str = "cpu",
+    square_pixels: bool = False,
 ) -> Array:
     """A uint8 picture of one frame: (rows, cols) grey or (rows, cols, 3) RGB (definition in the module
-    docstring).
+    docstring). ``square_pixels=True`` (what ``gpudcm show`` does) shrinks the axis with the finer Pixel
+    Spacing (or Imager Pixel Spacing, or Pixel Aspect Ratio) so that each picture pixel is square on
+    screen (before `size` applies).
 
     `src_or_array`: a path, bytes, file-like or Dataset (decoded on `device`), or an array as
     ``pixel_array`` returns it with its dataset `ds` (without `ds`, grey data is shown min/max and three
@@ -414,7 +469,8 @@ def render(
     (min/max). `size`: an int bounds the longer side (downscale only), ``(h, w)`` is exact.
     NumPy in, NumPy out; CuPy in (or ``device="cuda"``), CuPy out.
     """
-    return _render(src_or_array, ds, frame=frame, window=window, size=size, device=device)[0]
+    return _render(src_or_array, ds, frame=frame, window=window, size=size, device=device,
+                   square_pixels=square_pixels)[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -507,6 +563,7 @@ def contact_sheet(
     window: None | str | int | tuple[float, float] = "auto",
     max_tiles: int = 64,
     device: str = "cpu",
+    square_pixels: bool = False,
 ) -> Array:
     """All frames of `src` (or `max_tiles` evenly spread ones, first and last included) in one uint8 image.
 
@@ -517,6 +574,11 @@ def contact_sheet(
     top-left corner carries its frame index (the position in the series for a list) in white digits on
     black, drawn with a built-in 3 x 5 bitmap font scaled ``max(1, size // 128)`` times (no font files, no
     Pillow). The sheet is RGB when any tile is. NumPy or CuPy, as the frames.
+
+    ``square_pixels=True`` (what ``gpudcm show --sheet`` does): each tile has square pixels (see
+    :func:`render`) and frames smaller than the tile are scaled up to it (whole-pixel repeats, then an
+    area fit). With ``window="auto"`` and grey frames whose file has no window or VOI LUT, every tile
+    uses one range, the minimum to maximum of all the tiles' modality values, so tiles compare.
     """
     if not (isinstance(size, (int, np.integer)) and size >= 8):
         raise ValueError(f"size must be an int of at least 8, not {size!r}")
@@ -529,11 +591,15 @@ def contact_sheet(
         raise ValueError(f"columns must be a positive int, not {columns!r}")
     columns = min(int(columns), len(tiles))
     xp = _t._xp(tiles[0][1])
+    shared = _shared_range(xp, tiles, window)
     images = []
     for k, arr, fds in tiles:
+        cell = _display_size(int(size), arr.shape[0], arr.shape[1], fds, square_pixels, upscale=int(size))
         with arr.device if xp is not np else nullcontext():
-            img, _ = _render_frame(arr, fds, window=window, size=int(size), name=f"{name} frame {k}", xp=xp,
-                                   ops=PUBLIC_OPS)
+            img, _ = _render_frame(arr, fds, window=shared or window, size=cell if not isinstance(cell, tuple) else None,
+                                   name=f"{name} frame {k}", xp=xp, ops=PUBLIC_OPS)
+            if isinstance(cell, tuple) and img.shape[:2] != cell:
+                img = upscale_nearest(xp, img, *cell)
         images.append((k, img))
     rgb = any(img.ndim == 3 for _, img in images)
     rows = math.ceil(len(images) / columns)
@@ -548,6 +614,32 @@ def contact_sheet(
         sheet[y : y + h, x : x + w] = img
         _draw_label(xp, sheet, top, left, str(k), scale)
     return sheet
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A min/max range given from outside (one across a contact sheet), for `_grey`."""
+
+    lo: float
+    hi: float
+
+
+def _shared_range(xp, tiles, window) -> _Range | None:
+    """One min/max range over every grey tile, when `window` is "auto" and the file has no window/VOI LUT."""
+    if not (isinstance(window, str) and window == "auto"):
+        return None
+    lo, hi = math.inf, -math.inf
+    for _, arr, fds in tiles:
+        ds = fds if fds is not None else Dataset()
+        pi = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2")
+        if pi not in _GREY or _samples(fds, arr) != 1 or _has_voi_lut(ds) or _window_count(ds) or \
+                ds.get("PresentationLUTSequence"):
+            return None
+        v = PUBLIC_OPS.modality(arr, ds)
+        if v.size:
+            lo = min(lo, float(xp.nanmin(v)) if v.dtype.kind == "f" else float(v.min()))
+            hi = max(hi, float(xp.nanmax(v)) if v.dtype.kind == "f" else float(v.max()))
+    return _Range(lo, hi) if lo <= hi else None
 
 
 # ---------------------------------------------------------------------------------------------------

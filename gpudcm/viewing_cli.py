@@ -35,16 +35,21 @@ def write_png(img, path: str | Path) -> None:
 def cmd_show(args: argparse.Namespace) -> int:
     from .viewing import contact_sheet, render
 
+    if args.level is not None or args.region is not None:  # a whole slide's region (gpudcm.wsi)
+        from .wsi.cli import show_region
+
+        return show_region(args)
     window = _window(args)
     if args.sheet:
         src = args.files if len(args.files) > 1 or Path(args.files[0]).is_dir() else args.files[0]
         img = contact_sheet(src, columns=args.columns, size=args.size or 256, window=window,
-                            max_tiles=args.max_tiles, device=args.device)
+                            max_tiles=args.max_tiles, device=args.device, square_pixels=True)
     else:
         if len(args.files) != 1:
             print("gpudcm show: one FILE, or several with --sheet", file=sys.stderr)
             return 2
-        img = render(args.files[0], frame=args.frame, window=window, size=args.size, device=args.device)
+        img = render(args.files[0], frame=args.frame, window=window, size=args.size, device=args.device,
+                     square_pixels=True)
     out = Path(args.out)
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,4 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--columns", type=int, default=None, help="contact sheet columns (default: a square grid)")
     p.add_argument("--max-tiles", type=int, default=64, help="contact sheet: at most N evenly spread frames")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (where to decode)")
+    p.add_argument("--level", type=int, default=None, help="whole slide: the pyramid level (0 = full resolution)")
+    p.add_argument("--region", nargs=4, type=int, metavar=("X", "Y", "W", "H"),
+                   help="whole slide: the region of the level to show (default: the whole level)")
     p.set_defaults(func=cmd_show)

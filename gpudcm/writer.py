@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended
+from pydicom.multival import MultiValue
 from pydicom.pixels.encoders import RLELosslessEncoder
 from pydicom.pixels.encoders.base import ENCODING_PROFILES
 from pydicom.pixels.utils import set_pixel_data as _pydicom_set_pixel_data
@@ -28,14 +29,17 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
+from .encoders import COMPRESSED_SYNTAXES, Encoded, encode_frames, plan
 from .errors import InvalidPixelData, UnsupportedTransferSyntax
 from .host import to_host
+from .pydicom_compat import forget_pixel_array
 from .spec import _SAMPLES_FOR_PI
 
 __all__ = ["Requantized", "rescale_to_integers", "set_pixel_data"]
 
 NATIVE_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
-WRITABLE_SYNTAXES = (*NATIVE_SYNTAXES, RLELossless)
+WRITABLE_SYNTAXES = (*NATIVE_SYNTAXES, RLELossless, *COMPRESSED_SYNTAXES)
+BOT_LIMIT = 2**32 - 1  # offsets beyond this need the Extended Offset Table (PS3.5 A.4)
 
 # Samples per pixel for the Photometric Interpretations pydicom's set_pixel_data accepts.
 _SAMPLES = {pi: _SAMPLES_FOR_PI[pi]
@@ -63,6 +67,10 @@ _PALETTE = (
     "SegmentedBluePaletteColorLookupTableData",
     "PaletteColorLookupTableUID",
 )
+# SOP Classes whose IOD holds the (Double) Floating Point Image Pixel module (PS3.3 C.7.6.24/25, A.75)
+FLOAT_PIXEL_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.30": "Parametric Map Storage"}
+_RESCALE = ("RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence")
+_VALUES = ("stored", "modality")
 _SWAP_ITEMSIZE = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 _RLE_MAX_SEGMENTS = 15  # PS3.5 Annex G.5
 
@@ -301,8 +309,7 @@ def _set_module(ds: Dataset, arr: np.ndarray, pi: str, bits_stored: int, layout:
     elem = ds["PixelData"]
     elem.VR = "OB" if arr.dtype.itemsize == 1 else "OW"
     elem.is_undefined_length = False
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)
 
 
 def _set_float_module(ds: Dataset, arr: np.ndarray, layout: tuple[int, int, int, int]) -> None:
@@ -321,8 +328,7 @@ def _set_float_module(ds: Dataset, arr: np.ndarray, layout: tuple[int, int, int,
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = arr.dtype.itemsize * 8
     ds.add_new(0x7FE00008 if keyword == "FloatPixelData" else 0x7FE00009, vr, arr.tobytes())
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)
 
 
 def _spacing_sites(ds: Dataset) -> list[tuple[Dataset, str]]:
@@ -426,6 +432,12 @@ def set_pixel_data(
     requantize: bool = False,
     float_pixel_data: bool = False,
     pixel_spacing: Sequence[float] | None = None,
+    values: str | None = None,
+    quality: float | None = None,
+    mct: bool = True,
+    device: str = "auto",
+    workers: int | None = None,
+    offset_table: str = "auto",
 ) -> Dataset:
     """Replace the pixel data of `ds` (in place; returned too) with `arr` (NumPy, or CuPy: copied to
     the host once) and set the Image Pixel module to match, as pydicom's ``set_pixel_data`` does.
@@ -456,15 +468,44 @@ def set_pixel_data(
     present is scaled by the same factor (Imager Pixel Spacing differs from Pixel Spacing by the
     magnification); Pixel Spacing is added when none is present. Rows/Columns always follow `arr`.
 
+    `values` says what `arr` holds, so no modality tag is left stale:
+
+    - ``"stored"`` (the default for integer arrays): stored values; Rescale Slope/Intercept and the
+      Modality LUT are kept, a reader applies them as before.
+    - ``"modality"`` (the default when a float array is requantized or written as float): modality values
+      (HU, say). Integer arrays get Rescale Slope 1 / Intercept 0 (the Modality LUT goes); with
+      ``requantize=True`` a new slope/intercept is computed.
+
+    Float/Double Float Pixel Data has no rescale: Rescale Slope/Intercept/Type and the Modality LUT are
+    removed (top level and functional groups), and the SOP Class must be one whose IOD holds float
+    pixel data (Parametric Map Storage); ``values="stored"`` is refused there unless the dataset's
+    rescale is the identity.
+
     `generate_instance_uid` gives a new SOP Instance UID (and Media Storage SOP Instance UID).
+
+    Compressed syntaxes (:mod:`gpudcm.encoders`), one fragment per frame: HTJ2K Lossless, HTJ2K Lossless
+    RPCL (RPCL progression, a lowest resolution of at most 64 x 64, TLM markers: PS3.5 10.18), JPEG 2000
+    Lossless, JPEG-LS Lossless; 8/16-bit arrays (Bits Stored 1-16 for JPEG 2000 / HTJ2K, 2-16 for
+    JPEG-LS), 1 or 3 samples, signed only for MONOCHROME. The lossy HTJ2K, JPEG 2000 and JPEG-LS
+    Near-Lossless syntaxes need `quality` (HTJ2K: quantization step relative to the Bits Stored range;
+    JPEG 2000: target PSNR in dB; JPEG-LS: NEAR, the largest absolute error) and then set Lossy Image
+    Compression "01" and append the ratio and method (ISO_15444_15, ISO_15444_1, ISO_14495_1) to Lossy Image Compression Ratio /
+    Method. RGB is written with the JPEG 2000 colour transform as YBR_RCT (lossless) or YBR_ICT (lossy)
+    unless ``mct=False``; decoders give RGB back. `device`: "auto" encodes a CuPy array on the GPU
+    (nvImageCodec, HTJ2K/JPEG 2000, single-sample) when it can, "cuda" insists, "cpu" never; `workers`:
+    CPU encoder threads. `offset_table`: "auto" writes a Basic Offset Table, or the Extended Offset
+    Table when offsets exceed 32 bits; "basic" / "extended" force one (RLE too).
 
     Removed as no longer true: Number of Frames (one frame), Planar Configuration (one sample), the
     Extended Offset Table, Smallest/Largest (Image) Pixel Value (in Series), Pixel Padding Value and
     Range Limit when the stored values' meaning or range changed, Palette Color LUTs when leaving
     PALETTE COLOR, the Modality LUT and Real World Value Mappings when requantizing.
     """
+    device_arr = arr if hasattr(arr, "__cuda_array_interface__") else None
     host = to_host(arr)
     tsyntax = _target_syntax(ds, transfer_syntax)
+    if offset_table not in ("auto", "basic", "extended"):
+        raise InvalidPixelData(f"offset_table must be 'auto', 'basic' or 'extended', not {offset_table!r}")
     if host.dtype.kind == "b":
         host = host.view(np.uint8)
     elif host.dtype.kind not in "uif":
@@ -475,6 +516,8 @@ def set_pixel_data(
         raise InvalidPixelData(f"the array is empty (shape {host.shape})")
     if requantize and float_pixel_data:
         raise InvalidPixelData("requantize=True and float_pixel_data=True exclude each other")
+    values = _values_mode(ds, values, requantize=requantize and host.dtype.kind == "f",
+                          float_pixel_data=float_pixel_data and host.dtype.kind == "f")
 
     pi = str(photometric_interpretation).strip()
     layout = _frame_layout(host.shape, pi)
@@ -499,6 +542,7 @@ def set_pixel_data(
                     "the dataset has (7FE0,0010) 'Pixel Data', so its SOP Class is not one for float pixel "
                     "data; delete it and change the SOP Class UID to write Float Pixel Data"
                 )
+            _check_float_sop_class(ds)
         elif requantize:
             rescale = rescale_to_integers(host, bits_stored)
             host = rescale.stored
@@ -534,6 +578,23 @@ def set_pixel_data(
             "planar_configuration": 0,
         }
         encoded = _encode_rle(host, options, validate)
+    compressed: Encoded | None = None
+    if tsyntax in COMPRESSED_SYNTAXES:
+        if host.dtype.kind == "f":
+            raise InvalidPixelData(f"Float Pixel Data cannot be written as '{tsyntax.name}' (only native syntaxes hold it)")
+        req = plan(tsyntax, rows=rows, columns=columns, samples=samples, itemsize=host.dtype.itemsize,
+                   signed=host.dtype.kind == "i", bits_stored=bits_stored, photometric=pi, quality=quality, mct=mct)
+        shape = (frames, rows, columns) if samples == 1 else (frames, rows, columns, samples)
+        src = host
+        if device_arr is not None and rescale is None:  # encode from device memory where the GPU can
+            import cupy
+
+            dev = cupy.asarray(device_arr)
+            src = dev if dev.dtype == host.dtype else host
+        compressed = encode_frames(src.reshape(shape), req, device=device, workers=workers)
+        encoded = compressed.frames
+    elif quality is not None:
+        raise InvalidPixelData(f"quality= is for the lossy compressed syntaxes, not '{tsyntax.name}'")
     spacing = _check_spacing(pixel_spacing) if pixel_spacing is not None else None
 
     # validated: from here on the dataset changes
@@ -563,10 +624,18 @@ def set_pixel_data(
     )
     if rescale is not None:
         _set_rescale(ds, rescale.slope, rescale.intercept)
+    elif is_float:
+        _drop_rescale(ds)
+    elif values == "modality":
+        _set_rescale(ds, 1.0, 0.0)
+        if "ModalityLUTSequence" in ds:
+            del ds.ModalityLUTSequence
     if spacing is not None:
         _set_spacing(ds, spacing)
     if encoded is not None:
-        _encapsulate(ds, encoded)
+        _encapsulate(ds, encoded, offset_table)
+    if compressed is not None:
+        _set_compression(ds, compressed, host.nbytes)
     ds.file_meta.TransferSyntaxUID = tsyntax
     if generate_instance_uid:
         uid = generate_uid()
@@ -575,15 +644,71 @@ def set_pixel_data(
     return ds
 
 
-def _encapsulate(ds: Dataset, frames: list[bytes]) -> None:
-    """As pydicom's ``compress``: a Basic Offset Table, or an Extended one when offsets exceed 32 bits."""
+def _values_mode(ds: Dataset, values: str | None, *, requantize: bool, float_pixel_data: bool) -> str:
+    """What the array holds ("stored" or "modality"), checked against the other options."""
+    if values is None:
+        return "modality" if requantize or float_pixel_data else "stored"
+    if values not in _VALUES:
+        raise InvalidPixelData(f"values must be 'stored' or 'modality', not {values!r}")
+    if values == "stored" and requantize:
+        raise InvalidPixelData("requantize=True stores a new Rescale Slope/Intercept for modality values; "
+                               "pass values='modality' (or no values)")
+    if values == "stored" and float_pixel_data:
+        slope, intercept = ds.get("RescaleSlope", 1), ds.get("RescaleIntercept", 0)
+        if float(slope) != 1 or float(intercept) != 0 or ds.get("ModalityLUTSequence"):
+            raise InvalidPixelData(
+                f"Float Pixel Data has no Rescale Slope/Intercept, so stored values would lose this dataset's "
+                f"rescale (slope {slope}, intercept {intercept}); write modality values (values='modality')"
+            )
+    return values
+
+
+def _check_float_sop_class(ds: Dataset) -> None:
+    sop = str(ds.get("SOPClassUID") or getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID") or "")
+    if sop not in FLOAT_PIXEL_SOP_CLASSES:
+        allowed = ", ".join(f"{name} ({uid})" for uid, name in FLOAT_PIXEL_SOP_CLASSES.items())
+        name = UID(sop).name if sop else "none"
+        raise InvalidPixelData(
+            f"SOP Class {name} ({sop or 'no SOP Class UID'}) does not allow Float/Double Float Pixel Data; "
+            f"only {allowed} does: set SOPClassUID to it, or store integers (requantize=True)"
+        )
+
+
+def _drop_rescale(ds: Dataset) -> None:
+    """Float pixel data carries no rescale: the tags go, at the top level and in the functional groups."""
+    for kw in _RESCALE:
+        if kw in ds:
+            del ds[kw]
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for item in ds.get(group) or []:
+            if "PixelValueTransformationSequence" in item:
+                del item.PixelValueTransformationSequence
+
+
+def _set_compression(ds: Dataset, encoded: Encoded, raw_nbytes: int) -> None:
+    """Photometric Interpretation of the codestreams and, for a lossy write, Lossy Image Compression "01"
+    with this compression's ratio and method appended to the earlier ones (PS3.3 C.7.6.1.1.5)."""
+    req = encoded.request
+    ds.PhotometricInterpretation = req.photometric
+    if req.lossless:
+        return
+    ds.LossyImageCompression = "01"
+    for keyword, value in (("LossyImageCompressionRatio", format_number_as_ds(raw_nbytes / max(1, encoded.nbytes))),
+                           ("LossyImageCompressionMethod", req.rule.method)):
+        old = ds.get(keyword)
+        values = [] if old is None or old == "" else list(old) if isinstance(old, MultiValue) else [old]
+        setattr(ds, keyword, [*values, value] if values else value)
+
+
+def _encapsulate(ds: Dataset, frames: list[bytes], offset_table: str = "auto") -> None:
+    """One fragment per frame and a Basic Offset Table, or the Extended Offset Table (with an empty
+    Basic one) when offsets exceed :data:`BOT_LIMIT` or ``offset_table="extended"``."""
     total = (len(frames) - 1) * 8 + sum(len(f) for f in frames[:-1])
-    if total > 2**32 - 1:
+    if offset_table == "extended" or (offset_table == "auto" and total > BOT_LIMIT):
         ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = encapsulate_extended(frames)
     else:
         ds.PixelData = encapsulate(frames)
     elem = ds["PixelData"]
     elem.VR = "OB"
     elem.is_undefined_length = True
-    ds._pixel_array = None
-    ds._pixel_id = {}
+    forget_pixel_array(ds)

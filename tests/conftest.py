@@ -1,7 +1,14 @@
-"""Shared fixtures, the `gpu` marker's skip, and the parity report printed at the end of the run."""
+"""Shared fixtures, the `gpu` marker's skip, and the parity report printed at the end of the run.
+
+``GPUDCM_REQUIRE_GPU=1`` (ci/gpu.sh sets it): a `gpu` test fails instead of skipping, and fails when CUDA,
+nvJPEG or nvImageCodec's GPU JPEG 2000 backend (nvjpeg2k) is missing, so a device run cannot pass by
+testing nothing.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +25,48 @@ def _cuda_ok() -> tuple[bool, str]:
     return cuda_status()
 
 
+def _require_gpu() -> bool:
+    return os.environ.get("GPUDCM_REQUIRE_GPU", "") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=1)
+def _missing_gpu_backends() -> tuple[str, ...]:
+    """Why an expected GPU backend is unusable (empty when CUDA, nvJPEG and nvjpeg2k all work)."""
+    ok, why = _cuda_ok()
+    if not ok:
+        return (f"CUDA: {why}",)
+    missing = []
+    try:
+        from gpudcm.cuda import nvjpeg
+
+        nvjpeg.require_version()
+    except Exception as exc:
+        missing.append(f"nvJPEG: {exc}")
+    from gpudcm.cuda.j2k import gpu_backend_here
+
+    j2k_ok, j2k_why = gpu_backend_here()
+    if not j2k_ok:
+        missing.append(f"nvImageCodec + nvjpeg2k: {j2k_why}")
+    return tuple(missing)
+
+
+def pytest_runtest_setup(item):
+    if _require_gpu() and "gpu" in item.keywords and _missing_gpu_backends():
+        pytest.fail("GPUDCM_REQUIRE_GPU=1 but " + "; ".join(_missing_gpu_backends()), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if _require_gpu() and "gpu" in item.keywords and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"  # a gpu test that skips proves nothing on the device
+        report.longrepr = f"GPUDCM_REQUIRE_GPU=1: a gpu test skipped ({report.longrepr})"
+
+
 def pytest_collection_modifyitems(config, items):
     ok, why = _cuda_ok()
-    if ok:
+    if ok or _require_gpu():
         return
     skip = pytest.mark.skip(reason=f"needs a CUDA device: {why}")
     for item in items:

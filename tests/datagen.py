@@ -28,7 +28,9 @@ Pixel Data.  Notes on what pydicom requires:
 
 from __future__ import annotations
 
+import os
 import pathlib
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -639,13 +641,28 @@ def _gen_padding(b: _Builder) -> None:
         description="16-bit with 2 bytes of excess trailing padding",
     )
 
+    # 8-bit written as OW in big endian: the element's bytes are swapped pairwise (pydicom's be_swap_ow),
+    # and with an odd frame size every odd frame starts in the middle of a byte pair.
+    frames, rows, cols = 3, 5, 7
+    values = rng.integers(0, 256, (frames, rows, cols), dtype=np.uint8)
+    name = "u8_ow_odd_frames_be_explicit"
+    ds = _base_dataset(
+        ExplicitVRBigEndian, rows=rows, cols=cols, frames=frames, spp=1, photometric="MONOCHROME2",
+        bits_allocated=8, bits_stored=8, pixel_rep=0,
+    )
+    swapped = np.frombuffer(_pad_even(values.tobytes()), dtype="<u2").byteswap().tobytes()
+    _save(ds, b.path(name), swapped, "OW")
+    b.add(name, values, "8-bit OW big endian (pairwise swapped), 35-byte frames")
+
 
 def _gen_htj2k(b: _Builder) -> None:
     """HTJ2K Lossless, encoded by OpenJPH (through imagecodecs): pydicom has no HTJ2K encoder, and
-    neither pydicom's test files nor pydicom-data hold an HTJ2K file. Skipped without imagecodecs."""
+    neither pydicom's test files nor pydicom-data hold an HTJ2K file. Without imagecodecs (the device
+    machine), the copies ci/wheels.sh made are used from ``$GPUDCM_PREGENERATED_HTJ2K``; else skipped."""
     try:
         import imagecodecs
     except ImportError:
+        _pregenerated_htj2k(b)
         return
     from pydicom.uid import HTJ2KLossless
 
@@ -675,6 +692,16 @@ def _gen_htj2k(b: _Builder) -> None:
         ds.save_as(b.path(name), enforce_file_format=True)
         # pydicom returns RGB for YBR_RCT (the codec inverts the transform)
         b.add(name, values.reshape(_shape(frames, rows, cols, spp)), f"HTJ2K Lossless {bits_stored}-bit, {spp} sample(s), {photometric}")
+
+
+def _pregenerated_htj2k(b: _Builder) -> None:
+    """The HTJ2K cases ci/wheels.sh wrote (``<name>.dcm``, the values it holds as ``<name>.npy``)."""
+    folder = os.environ.get("GPUDCM_PREGENERATED_HTJ2K")
+    if not folder or not os.path.isdir(folder):
+        return
+    for dcm in sorted(pathlib.Path(folder).glob("htj2k_*.dcm")):
+        shutil.copy(dcm, b.path(dcm.stem))
+        b.add(dcm.stem, np.load(dcm.with_suffix(".npy")), dcm.with_suffix(".txt").read_text())
 
 
 def generate_all(out_dir: pathlib.Path, *, seed: int = 0) -> list[GeneratedCase]:

@@ -36,7 +36,8 @@ def test_decode_writes_arrays_and_summary(tmp_path, capsys):
     assert main(["decode", CT, rle, "--out", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "RLE Lossless" in out and "Explicit VR Little Endian" in out and "total" in out
-    np.testing.assert_array_equal(np.load(tmp_path / "emri_small_RLE.npy"), pydicom_pixel_array(rle))
+    name = output_names([CT, rle])[1]  # the input tree is mirrored below the inputs' common folder
+    np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), pydicom_pixel_array(rle))
 
 
 def test_decode_fails_with_nonzero_exit(capsys):
@@ -61,14 +62,15 @@ def test_module_entry_point():
 
 
 def test_decode_with_threads_and_clashing_names(tmp_path, capsys):
-    """--workers N threads; two inputs named alike get distinct .npy files; the summary counts both."""
+    """--workers N threads; two inputs named alike in two folders: the output mirrors the tree
+    (a/img.npy, b/img.npy); the summary counts both."""
     for sub in ("a", "b"):
         (tmp_path / "in" / sub).mkdir(parents=True)
         shutil.copy(get_testdata_file("MR_small_RLE.dcm" if sub == "a" else "CT_small.dcm"), tmp_path / "in" / sub / "img.dcm")
     out = tmp_path / "out"
     assert main(["decode", str(tmp_path / "in"), "--out", str(out), "--workers", "2", "--device", "cpu"]) == 0
-    np.testing.assert_array_equal(np.load(out / "img.npy"), pydicom_pixel_array(get_testdata_file("MR_small_RLE.dcm")))
-    np.testing.assert_array_equal(np.load(out / "img_2.npy"), pydicom_pixel_array(get_testdata_file("CT_small.dcm")))
+    np.testing.assert_array_equal(np.load(out / "a" / "img.npy"), pydicom_pixel_array(get_testdata_file("MR_small_RLE.dcm")))
+    np.testing.assert_array_equal(np.load(out / "b" / "img.npy"), pydicom_pixel_array(get_testdata_file("CT_small.dcm")))
     captured = capsys.readouterr()
     assert "2/2 files" in captured.err and "MB/s" in captured.err
     total = next(line for line in captured.out.splitlines() if line.startswith("total")).split()

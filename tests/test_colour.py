@@ -278,11 +278,12 @@ def sanitized_run() -> int:
                     cases += 1
     bad = hostbuild.function("gpudcm_host_ybr_to_rgb", ctypes.c_uint32, [ctypes.c_uint32] * 3 + [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32], True)
     assert bad(32, 1, 1, None, 0, 0) == kernels.STATUS_BAD_PARAMS
-    print(f"colour sanitized: {cases} cases, 0 sanitizer reports")
+    print(f"colour sanitized: {cases} cases completed; {hostbuild.sanitizer_line()}")
     return 0
 
 
 def test_sanitized_host_build():
     """ASan + UBSan build of the same logic on odd sizes, including 0 and 1 pixels."""
     code = "import sys; sys.path.insert(0, 'tests'); import test_colour; sys.exit(test_colour.sanitized_run())"
-    print(hostbuild.run_sanitized(["-c", code], r"colour sanitized: \d+ cases", timeout=300))
+    found = hostbuild.run_sanitized(["-c", code], r"colour sanitized: (\d+) cases completed", timeout=300)
+    assert int(found.group(1)) == 2 * 9 * 2 * 4, found.group(0)  # 2 widths x 9 sizes x 2 shapes x 4 geometries

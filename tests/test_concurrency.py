@@ -83,7 +83,7 @@ def test_host_device_path_from_several_threads_equals_serial(paths):
     serial = [_outcome(malformed.decode_host_device, p, ops=HostOps()) for p in batch]
 
     def run(k: int):
-        ops = HostOps()  # each thread its own ops, as thread_ops() gives each thread on a GPU
+        ops = HostOps()  # each thread its own ops, as lease_ops() gives each decode call on a GPU
         order = batch[k:] + batch[:k]
         return order, [_outcome(malformed.decode_host_device, p, ops=ops) for p in order]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import logging
 import shutil
 import sys
@@ -86,12 +88,16 @@ def test_two_workers_decode_every_file_and_report_the_bad_one(client, inputs, tm
         np.testing.assert_array_equal(arr[...], gpudcm.pixel_array(path, device="cpu"))
         assert arr.attrs[COMPLETE] is True
         meta = arr.attrs["gpudcm"]
-        assert meta["sources"] == [[str(path), path.stat().st_size]]
+        assert meta["sources"] == [[os.path.realpath(path), path.stat().st_size, path.stat().st_mtime_ns]]
         assert meta["transfer_syntax"] == dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID.name
     frames = _array(out, "b/SC_rgb_rle_2frame")
     assert frames.shape == (2, 100, 100, 3) and frames.chunks == (1, 100, 100, 3)  # one chunk per frame
-    with pytest.raises(Exception):
-        _array(out, f"b/{paths[-1].stem}")  # nothing written for the bad file
+    # nothing written for the bad file: the store holds exactly one array per good file
+    stored = [n for n, m in zarr.open_group(str(out), mode="r").members(max_depth=None) if isinstance(m, zarr.Array)]
+    assert sorted(stored) == sorted(f"{p.parent.name}/{p.stem}" for p in paths[:-1])
+    bad = f"{paths[-1].parent.name}/{paths[-1].stem}"
+    with pytest.raises(FileNotFoundError, match=f"No array found in store .* at path {bad}"):
+        _array(out, bad)
     # the report: root attribute, JSON and CSV beside the store, all naming exactly the bad file
     report = json.loads((tmp_path / "out.zarr.report.json").read_text())
     assert report == zarr.open_group(str(out), mode="r").attrs["gpudcm_report"]
@@ -154,8 +160,9 @@ def test_series_mode_one_stacked_array_per_series(client, tmp_path):
     (tmp_path / "in" / "notes.txt").write_text("not DICOM")
     out = tmp_path / "series.zarr"
     summary = decode_to_zarr([tmp_path / "in"], out, series=True, scheduler=client, device="cpu")
-    assert (summary.done, summary.failed) == (2, 1)
-    assert summary.failures[0].path.endswith("notes.txt")
+    assert (summary.done, summary.failed) == (2, 0)  # a non-DICOM file is skipped and listed, not a failure
+    assert [n.path for n in summary.not_images] == [str(tmp_path / "in" / "notes.txt")]
+    assert summary.not_images[0].reason == "not a DICOM file"
     a, b = _array(out, uid_a), _array(out, uid_b)
     np.testing.assert_array_equal(a[...], vol_a)  # ordered along the slice normal, not by file name
     np.testing.assert_array_equal(b[...], vol_b)
@@ -200,6 +207,11 @@ def test_plan_cluster_choices():
     assert plan(device="cpu", gpus=4) == ClusterPlan("local", 8)
     assert plan(scheduler="tcp://10.0.0.1:8786", device="cuda", gpus=4) == ClusterPlan("address")
     assert plan(scheduler=object()) == ClusterPlan("client")
+    # two cores: threads in this process (worker interpreters cost more than the second core gives back)
+    assert plan(cpus=2) == ClusterPlan("local-threads", 1, threads_per_worker=2)
+    assert plan(cpus=2, jobs=1) == ClusterPlan("local-threads", 1, threads_per_worker=1)
+    assert plan(cpus=2, workers=2) == ClusterPlan("local", 2)  # asked for processes
+    assert plan(cpus=2, device="cuda", gpus=1) == ClusterPlan("local", 2)
     with pytest.raises(gpudcm.GpudcmError, match="workers"):
         plan(workers=0)
 
@@ -224,7 +236,7 @@ def test_worker_task_on_the_device_path(monkeypatch, tmp_path):
     from tests.harness.host_ops import HostOps
 
     monkeypatch.setattr(runtime, "cuda_status", lambda: (True, "host stand-in"))
-    monkeypatch.setattr(ops, "thread_ops", lambda: HostOps())
+    monkeypatch.setattr(ops, "lease_ops", lambda: contextlib.nullcontext(HostOps()))
     names = ["emri_small_RLE.dcm", "SC_ybr_full_422_uncompressed.dcm", "MR_small_bigendian.dcm"]
     out = str(tmp_path / "dev.zarr")
     for job in file_jobs([get_testdata_file(n) for n in names]):

@@ -11,7 +11,8 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, encapsulate_extended, generate_fragmented_frames
 
 from corpus import corpus_files, corpus_id, generated_cases, reference_shape
-from gpudcm.frames import Extent, frame_bytes, frame_extents, native_extents
+from gpudcm.frames import RLE_MAX_EXPANSION, Extent, check_rle_capacity, frame_bytes, frame_extents, native_extents
+from gpudcm.errors import InvalidPixelData
 from gpudcm.spec import pixel_spec
 
 
@@ -95,11 +96,63 @@ def test_several_fragments_per_frame(has_bot):
     assert [bytes(frame_bytes(ds.PixelData, f)) for f in ext] == JPEG_LIKE
 
 
+def test_end_of_image_followed_by_padding_ends_a_frame():
+    """Without an offset table, fragments group into frames at an EOI marker among a fragment's last ten
+    bytes, as pydicom does: an odd-length JPEG stream ends in EOI + one NULL pad byte (and some encoders
+    pad more), so an EOI that is not the very last byte still closes the frame."""
+    streams = [b"\xff\xd8" + bytes([i + 1]) * (21 + i) + b"\xff\xd9" + b"\x00" * i for i in range(4)]
+    data = encapsulate(streams, fragments_per_frame=2, has_bot=False)
+    ds = _with_pixels(data, 4)
+    ext = frame_extents(pixel_spec(ds), ds.PixelData)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = list(generate_fragmented_frames(ds.PixelData, number_of_frames=4))
+    assert [len(f) for f in ext] == [len(f) for f in theirs] == [2, 2, 2, 2]
+    got = [bytes(frame_bytes(ds.PixelData, f)) for f in ext]
+    assert got == [b"".join(f) for f in theirs]
+    assert [g.rstrip(b"\x00") for g in got] == [s.rstrip(b"\x00") for s in streams]
+
+
 def test_extended_offset_table():
     data, offsets, lengths = encapsulate_extended(JPEG_LIKE)
     ds = _with_pixels(data, 4, eot=(offsets, lengths))
     ext = frame_extents(pixel_spec(ds), ds.PixelData, extended_offsets=(offsets, lengths))
     assert [bytes(frame_bytes(ds.PixelData, f)) for f in ext] == JPEG_LIKE
+
+
+def test_extended_offset_table_picks_the_frames():
+    """Three fragments, two frames, an Extended Offset Table naming fragments 0 and 2: the table decides
+    (without it the fragments would be grouped by EOI markers these frames do not have)."""
+    frags = [bytes([i + 1]) * (8 + 2 * i) for i in range(3)]
+    data = encapsulate(frags, has_bot=False)
+    starts, pos = [], 0
+    for f in frags:
+        starts.append(pos)
+        pos += 8 + len(f)
+    offsets = np.array([starts[0], starts[2]], "<u8").tobytes()
+    lengths = np.array([len(frags[0]), len(frags[2])], "<u8").tobytes()
+    ds = _with_pixels(data, 2, eot=(offsets, lengths))
+    ext = frame_extents(pixel_spec(ds), ds.PixelData, extended_offsets=(offsets, lengths))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = list(generate_fragmented_frames(ds.PixelData, number_of_frames=2, extended_offsets=(offsets, lengths)))
+    assert [bytes(frame_bytes(ds.PixelData, f)) for f in ext] == [b"".join(t) for t in theirs] == [frags[0], frags[2]]
+    assert len(frame_extents(pixel_spec(ds), ds.PixelData)) == 1  # no table: all three fragments in one frame
+
+
+def test_rle_capacity_bound_is_exact():
+    """A frame of n bytes may declare up to 64 n pixels a plane; one more is refused, naming the numbers."""
+    ds = _with_pixels(encapsulate([b"\x00" * 64]), 1)
+    ds.Rows, ds.Columns = 64, RLE_MAX_EXPANSION  # 4096 = 64 x 64 bytes: the bound itself
+    spec = pixel_spec(ds)
+    check_rle_capacity(spec, frame_extents(spec, ds.PixelData))
+    ds.Columns = RLE_MAX_EXPANSION + 1
+    spec = pixel_spec(ds)
+    with pytest.raises(InvalidPixelData) as info:
+        check_rle_capacity(spec, frame_extents(spec, ds.PixelData))
+    assert str(info.value) == (f"{spec.source}: RLE frame 0 holds 64 bytes, which decode to at most 4096 bytes a "
+                               "segment, but (0028,0010) 'Rows' x (0028,0011) 'Columns' = 64 x 65 needs 4160 "
+                               "(the header disagrees with the data)")
 
 
 def test_single_fragment_per_frame_without_offsets():
@@ -133,11 +186,10 @@ def _lying_codestream(name: str, rows: int, cols: int):
                                   "MR_small_jp2klossless.dcm"])
 def test_codestream_larger_than_header_is_refused_before_decoding(name):
     import gpudcm
-    from gpudcm.errors import InvalidPixelData
 
     # pydicom decodes what the codestream says and then fails to fit it: both refuse ...
     small = _lying_codestream(name, 1000, 1000)
-    with pytest.raises(Exception), warnings.catch_warnings():
+    with pytest.raises(ValueError, match=r"could not broadcast input array from shape \(\d+,\)"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         small.pixel_array
     with pytest.raises(InvalidPixelData, match="codestream declares 1000 x 1000"):

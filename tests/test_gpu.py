@@ -1,4 +1,5 @@
-"""GPU tests: CUDA output equals the CPU path bit for bit. Skipped without a CUDA device."""
+"""GPU tests: CUDA output equals the CPU path (bit for bit on lossless syntaxes, within gpudcm.tolerance on
+lossy ones), and every frame was decoded by the backend routing chose for it. Skipped without a CUDA device."""
 
 from __future__ import annotations
 
@@ -9,39 +10,64 @@ import pytest
 
 import gpudcm
 from corpus import corpus_files, corpus_id, generated_cases, reference_shape
+from gpudcm.api import _prepare
+from gpudcm.routing import J2K_SYNTAXES, JPEG_SYNTAXES, detect_env
+from gpudcm.tolerance import agreement
+from jpeg_refs import expected_routes, turbo_reference
 
 pytestmark = pytest.mark.gpu
-
 
 
 def _decodable():
     return [p for p in corpus_files() if reference_shape(p)]
 
 
-def _both(src, **kwargs):
+def _cuda(src, **kwargs):
+    """The CUDA decode of `src` and its per-frame records."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cpu = gpudcm.pixel_array(src, device="cpu", **kwargs)
-        gpu = gpudcm.pixel_array(src, device="cuda", **kwargs)
-    return cpu, gpu
+        (gpu,), infos = gpudcm.decode_batch([src], device="cuda", return_info=True, **kwargs)
+    return gpu, infos
+
+
+def _cpu(src, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gpudcm.pixel_array(src, device="cpu", **kwargs)
+
+
+def assert_decoded_where_routed(path, infos):
+    """JPEG-family frames: the backend routing chose (a GPU frame that fell back to the CPU fails)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, spec = _prepare(path)
+    if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
+        assert [i.backend for i in infos] == expected_routes(path, detect_env()), [i.reason for i in infos]
+    assert not [i for i in infos if i.fallback_from], [i.reason for i in infos if i.fallback_from]
 
 
 @pytest.mark.parametrize("path", _decodable(), ids=corpus_id)
 @pytest.mark.parametrize("raw", [False, True])
-def test_cuda_equals_cpu_on_corpus(path, raw):
+def test_cuda_equals_cpu_on_corpus(path, raw, parity_log):
     import cupy
 
-    cpu, gpu = _both(path, raw=raw)
+    gpu, infos = _cuda(path, raw=raw)
+    cpu = _cpu(path, raw=raw)
     assert isinstance(gpu, cupy.ndarray)
-    assert gpu.dtype == cpu.dtype and gpu.shape == cpu.shape
-    np.testing.assert_array_equal(gpu.get(), cpu)
+    _, spec = _prepare(path)
+    agree = agreement(gpu.get(), cpu, spec.transfer_syntax, alt=turbo_reference(path, raw=raw))
+    assert agree.ok, str(agree)
+    assert_decoded_where_routed(path, infos)
+    if agree.max:
+        parity_log.append((f"gpu {corpus_id(path)} raw={raw}", str(agree)))
 
 
 @pytest.mark.parametrize("case", generated_cases(), ids=lambda c: c.name)
 def test_cuda_equals_cpu_on_generated(case):
-    cpu, gpu = _both(case.path)
-    np.testing.assert_array_equal(gpu.get(), cpu)
+    gpu, infos = _cuda(case.path)
+    np.testing.assert_array_equal(gpu.get(), _cpu(case.path))
     np.testing.assert_array_equal(gpu.get(), case.expected)
+    assert_decoded_where_routed(case.path, infos)
 
 
 def test_cuda_batch_stack():

@@ -183,19 +183,49 @@ def test_garbled_jpeg_raises_invalid_pixel_data(bad, match):
         parse_jpeg(bad)
 
 
+def _jpeg_facts(info):
+    return (info.sof, info.precision, info.rows, info.columns, info.components, info.restart_interval, info.jfif,
+            info.dht_tables, info.scans[:1])
+
+
 def test_every_truncation_and_byte_flip_is_a_clean_error():
+    """Cut anywhere: an InvalidPixelData exactly while the headers up to the first SOS are incomplete, the
+    full stream's facts after that (entropy data may be cut). Any byte flipped: an InvalidPixelData or
+    facts that hold for the flipped bytes: SOF fields equal to pydicom's own parser on those bytes, the
+    restart interval the DRI bytes hold, and the unchanged headers where only entropy data was hit."""
     good = build_jpeg(comps=YCC420, dri=4, app=[(0xE0, b"JFIF\x00\x01\x02")])
+    full = parse_jpeg(good)
+    sos = good.index(b"\xff\xda")
+    headers_end = sos + 2 + int.from_bytes(good[sos + 2 : sos + 4], "big")
+    dri = good.index(b"\xff\xdd\x00\x04")
     for n in range(len(good)):
-        try:
-            parse_jpeg(good[:n])
-        except InvalidPixelData:
-            pass
+        if n < headers_end:
+            with pytest.raises(InvalidPixelData):
+                parse_jpeg(good[:n])
+        else:
+            assert _jpeg_facts(parse_jpeg(good[:n])) == _jpeg_facts(full), n
+    raised = parsed = 0
     for i in range(len(good)):
         for v in (0x00, 0xFF, 0x7F):
+            flipped = good[:i] + bytes([v]) + good[i + 1:]
+            if flipped == good:
+                continue
             try:
-                parse_jpeg(good[:i] + bytes([v]) + good[i + 1:])
+                info = parse_jpeg(flipped)
             except InvalidPixelData:
-                pass
+                raised += 1
+                continue
+            parsed += 1
+            assert i >= 2, f"SOI flipped at byte {i} parsed"
+            ref = _get_jpg_parameters(flipped)
+            assert ref, f"byte {i} = {v:#x}: parsed where pydicom's parser finds no SOF"
+            assert (info.precision, info.rows, info.columns, info.samples, list(info.component_ids)) == (
+                ref["precision"], ref["height"], ref["width"], ref["components"], ref["component_ids"]), (i, v)
+            if flipped[dri : dri + 4] == good[dri : dri + 4]:
+                assert info.restart_interval == int.from_bytes(flipped[dri + 4 : dri + 6], "big"), (i, v)
+            if i >= headers_end:
+                assert _jpeg_facts(info) == _jpeg_facts(full), (i, v)
+    assert raised > 50 and parsed > 50, (raised, parsed)  # both outcomes exercised
 
 
 # --------------------------------------------------------------------------------------- JPEG 2000
@@ -235,18 +265,44 @@ def test_garbled_j2k(bad, match):
 
 
 def test_j2k_truncations_and_flips_are_clean_errors():
+    """Cut anywhere: an InvalidPixelData exactly while the main header (up to the first SOT) is incomplete,
+    the full header's facts after that. Any byte flipped: an InvalidPixelData, or the facts the flipped SIZ
+    and COD bytes hold (read here from their fixed places in this stream) and pydicom's precision and sign."""
     good = build_j2k(comps=((8, False),) * 3, cap=0x00020000)
+    full = parse_j2k(good)
+    sot = good.index(b"\xff\x90")
     for n in range(len(good)):
-        try:
-            parse_j2k(good[:n])
-        except InvalidPixelData:
-            pass
+        if n < sot + 2:
+            with pytest.raises(InvalidPixelData):
+                parse_j2k(good[:n])
+        else:
+            assert parse_j2k(good[:n]) == full, n
+    siz, cod = 6, good.index(b"\xff\x52") + 4  # payloads: SIZ after SOC + marker + length; COD likewise
+    raised = parsed = 0
     for i in range(len(good)):
         for v in (0x00, 0xFF):
+            flipped = good[:i] + bytes([v]) + good[i + 1:]
+            if flipped == good:
+                continue
             try:
-                parse_j2k(good[:i] + bytes([v]) + good[i + 1:])
+                info = parse_j2k(flipped)
             except InvalidPixelData:
-                pass
+                raised += 1
+                continue
+            parsed += 1
+            assert i >= 4, f"SOC/SIZ marker flipped at byte {i} parsed"
+            _, xs, ys, xo, yo = struct.unpack_from(">HIIII", flipped, siz)
+            ssiz = [flipped[siz + 36 + 3 * c] for c in range(3)]
+            assert (info.rows, info.columns, info.components) == (ys - yo, xs - xo, 3), (i, v)
+            assert info.precisions == tuple((s & 0x7F) + 1 for s in ssiz), (i, v)
+            assert info.signed == tuple(bool(s & 0x80) for s in ssiz), (i, v)
+            if flipped[cod - 4 : cod] == good[cod - 4 : cod]:
+                c = flipped[cod : cod + 10]
+                assert (info.progression, info.layers, info.mct, info.levels, info.reversible) == (
+                    c[1], c[2] << 8 | c[3], c[4], c[5], c[9] == 1), (i, v)
+            ref = get_j2k_parameters(flipped)
+            assert (info.precision, info.is_signed) == (ref["precision"], ref["is_signed"]), (i, v)
+    assert raised > 20 and parsed > 20, (raised, parsed)
     no_cod = good.replace(b"\xff\x52", b"\xff\x64")  # COD turned into a comment
     with pytest.raises(InvalidPixelData, match="no COD"):
         parse_j2k(no_cod)

@@ -157,4 +157,30 @@ def test_sanitized_host_build_on_lying_inputs():
     """ASan + UBSan build of the same logic, fed lying parameters, random buffers and bad offsets."""
     from tests.harness.hostbuild import run_sanitized
 
-    print(run_sanitized(["-m", "tests.harness.fuzz_native", "3000", "--sanitize", "--seed", "1"], r"3000 cases"))
+    found = run_sanitized(["-m", "tests.harness.fuzz_native", "3000", "--sanitize", "--seed", "1"],
+                          r"fuzz_native: (\d+) cases completed, (\d+) reported reads outside")
+    done, refused = map(int, found.groups())
+    assert done == 3000
+    assert 300 < refused < 3000  # lying inputs were exercised, honest ones too
+
+
+def test_sanitized_run_fails_on_an_injected_out_of_bounds_read():
+    """The check above is not vacuous: the same run with one launch reading past its buffer fails it."""
+    from tests.harness.hostbuild import run_sanitized
+
+    with pytest.raises(AssertionError, match="heap-buffer-overflow"):
+        run_sanitized(["-m", "tests.harness.fuzz_native", "10", "--sanitize", "--inject-oob"], r"cases completed")
+
+
+def test_unsanitized_run_fails_the_sanitizer_check():
+    """A fuzzer run without the sanitizer says so, and check_sanitized refuses it."""
+    import subprocess
+    import sys
+
+    from tests.harness.hostbuild import check_sanitized
+
+    proc = subprocess.run([sys.executable, "-m", "tests.harness.fuzz_native", "10"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "AddressSanitizer NOT loaded" in proc.stdout, proc.stdout + proc.stderr
+    with pytest.raises(AssertionError):
+        check_sanitized(proc.returncode, proc.stdout, proc.stderr, r"cases completed")

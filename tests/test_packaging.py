@@ -7,13 +7,20 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_wheel_ships_kernels_and_finds_them(tmp_path):
+def _build_wheel(tmp_path: Path) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
                    check=True, capture_output=True, text=True)
     (wheel,) = tmp_path.glob("gpudcm-*.whl")
+    return wheel
+
+
+def test_wheel_ships_kernels_and_finds_them(tmp_path):
+    wheel = _build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     for src in (ROOT / "kernels").glob("*.cu*"):
         assert f"gpudcm/kernels/{src.name}" in names
@@ -26,3 +33,23 @@ def test_wheel_ships_kernels_and_finds_them(tmp_path):
     found = Path(proc.stdout.splitlines()[0])
     assert found == target / "gpudcm" / "kernels"
     assert int(proc.stdout.splitlines()[1]) > 1000
+
+
+def test_wheel_has_spdx_license_and_py_typed(tmp_path):
+    """license = "MIT" (PEP 639; the table form stops building with setuptools in 2027) and py.typed, so type
+    checkers use gpudcm's hints; both checked in the built wheel and after installing it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert any(r.replace(" ", "").startswith("setuptools>=77") for r in project["build-system"]["requires"])
+    wheel = _build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        assert "gpudcm/py.typed" in zf.namelist()
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        headers = zf.read(meta).decode()
+    assert "License-Expression: MIT" in headers.splitlines()
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, text=True)
+    assert (target / "gpudcm" / "py.typed").is_file()

@@ -10,10 +10,12 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import gpudcm
-from corpus import corpus_files, corpus_id, generated_cases, native_ts, reference_shape
+from corpus import corpus_files, corpus_id, generated_cases, native_ts, reference_shape, transfer_syntax
 from gpudcm.api import _device_decode, _prepare
 from gpudcm.cuda import pipeline
 from gpudcm.cuda.pipeline import Request, decode_native_batch, launch_groups, split_batches
+from gpudcm.tolerance import agreement
+from jpeg_refs import turbo_reference
 from tests.harness.host_ops import HostOps
 
 CT = get_testdata_file("CT_small.dcm")
@@ -51,7 +53,9 @@ def test_series_is_one_upload_and_one_launch():
     prepared = _prepared([CT] * 12)
     ops = HostOps()
     out = _device_decode(prepared, ops, index=None, raw=False, as_rgb=True, stack=True)
-    assert ops.uploads == [pipeline.align(128 * 128 * 2) * 11 + 128 * 128 * 2 + 0] or len(ops.uploads) == 1
+    frame_bytes = 128 * 128 * 2  # a multiple of STAGING_ALIGN: the twelve spans sit back to back
+    assert frame_bytes % pipeline.STAGING_ALIGN == 0
+    assert ops.uploads == [12 * frame_bytes]
     assert ops.launches == [12]
     assert out.shape == (12, 128, 128)
     np.testing.assert_array_equal(out, np.stack([_cpu(CT)] * 12))
@@ -65,6 +69,28 @@ def test_small_batches_alternate_two_slots():
     assert len(ops.uploads) == 3 and ops.waits == [0, 1, 0]
     for arr in out:
         np.testing.assert_array_equal(arr, _cpu(CT))
+
+
+def test_uploads_are_padded_to_the_staging_alignment():
+    """Spans of odd-sized elements are padded to STAGING_ALIGN: the one copy holds the padding too."""
+    case = {c.name: c for c in generated_cases()}["u8_odd_padded_le_explicit"]  # 3 frames of 35 bytes
+    ops = HostOps()
+    out = _device_decode(_prepared([case.path] * 3), ops, index=None, raw=False, as_rgb=True, stack=True)
+    span = 3 * 35 + 1  # the element up to its even end
+    assert ops.uploads == [3 * pipeline.align(span)]  # 3 x 112: each span padded to the alignment
+    np.testing.assert_array_equal(out, np.stack([case.expected] * 3))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_ow_frame_starting_mid_pair(index):
+    """8-bit OW big endian with 35-byte frames: frame 1 starts at an odd byte, so its staged span must
+    start one byte earlier to keep pydicom's pairwise swap aligned (frames decoded alone and batched)."""
+    case = {c.name: c for c in generated_cases()}["u8_ow_odd_frames_be_explicit"]
+    ops = HostOps()
+    got = _device_decode(_prepared([case.path, case.path]), ops, index=index, raw=True, as_rgb=True)
+    for arr in got:
+        np.testing.assert_array_equal(arr, case.expected[index])
+    np.testing.assert_array_equal(_cpu(case.path, index=index), case.expected[index])
 
 
 def test_launch_groups_split_on_signature():
@@ -96,7 +122,9 @@ def test_whole_corpus_through_the_device_path(raw):
     for path, arr in zip(paths, got):
         ref = _cpu(path, raw=raw)
         assert arr.dtype == ref.dtype and arr.shape == ref.shape, corpus_id(path)
-        np.testing.assert_array_equal(arr, ref, err_msg=str(path))
+        # lossy JPEG frames come from the nvJPEG stand-in (another decoder): the per-syntax tolerance
+        agree = agreement(arr, ref, transfer_syntax(path), alt=turbo_reference(path, raw=raw))
+        assert agree.ok, f"{path}: {agree}"
     n_native = sum(1 for p in paths if native_ts(p))
     assert sum(ops.launches) >= n_native  # every native file went through a kernel launch
 

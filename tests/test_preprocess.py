@@ -552,14 +552,15 @@ def sanitized_run() -> int:
         lying = dataclasses.replace(plan, x=dataclasses.replace(plan.x, idx=idx))
         assert launch(lying, arr, None, np.empty(plan.out_shape, np.float32)) & kernels.STATUS_READ_OOB
         cases += 1
-    print(f"preprocess sanitized: {cases} cases, 0 sanitizer reports")
+    print(f"preprocess sanitized: {cases} cases completed; {hostbuild.sanitizer_line()}")
     return 0
 
 
 def test_sanitized_host_build():
     """ASan + UBSan build of the same logic on odd sizes and lying tables."""
     code = "import sys; sys.path.insert(0, 'tests'); import test_preprocess; sys.exit(test_preprocess.sanitized_run())"
-    print(hostbuild.run_sanitized(["-c", code], r"preprocess sanitized: \d+ cases", timeout=300))
+    found = hostbuild.run_sanitized(["-c", code], r"preprocess sanitized: (\d+) cases completed", timeout=300)
+    assert int(found.group(1)) == len(RANDOM_CASES) * 9 * len(pp.INTERPOLATIONS) * 3 + 3, found.group(0)
 
 
 # ---------------------------------------------------------------------------------------------------

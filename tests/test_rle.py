@@ -679,4 +679,9 @@ def test_sanitized_host_build_on_lying_tables():
     """ASan + UBSan build of the same logic, fed lying tables, random buffers and mutated frames."""
     from tests.harness.hostbuild import run_sanitized
 
-    print(run_sanitized(["-m", "tests.harness.fuzz_rle", "20000", "--sanitize", "--seed", "1"], r"20000 cases"))
+    found = run_sanitized(["-m", "tests.harness.fuzz_rle", "20000", "--sanitize", "--seed", "1"],
+                          r"fuzz_rle: (\d+) cases completed \((\d+) tables, (\d+) with refused reads or writes; "
+                          r"(\d+) frame sets, (\d+) decoded\)")
+    done, tables, refused, frame_sets, decoded = map(int, found.groups())
+    assert (done, tables, frame_sets) == (20000, 18000, 2000)
+    assert 0 < refused < tables and 0 < decoded < frame_sets  # both outcomes exercised

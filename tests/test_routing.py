@@ -80,6 +80,7 @@ def test_lossless_sv1_goes_to_nvjpeg(precision):
       "scans": [([(c, 0, 0)], 1, 0, 0, 0) for c in (1, 2, 3)]}, "scan(s)"),
 ])
 def test_lossless_cpu_routes(kw, why):
+    kw = dict(kw)  # the parameter dict is shared by every run of this test in the process
     samples = kw.pop("samples", 1)
     r = route(P14, build_jpeg(sof=0xC3, precision=kw.pop("precision", 16), **kw), samples=samples, bits=16)
     assert r.backend == "cpu-plugin" and why in r.reason, r.reason

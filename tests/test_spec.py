@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 import tracemalloc
 import warnings
 
@@ -151,14 +152,32 @@ def test_truncated_native_file():
 @pytest.mark.parametrize("fraction", [0.05, 0.2, 0.5, 0.9, 0.99])
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "emri_small_jpeg_2k_lossless.dcm"])
 def test_truncated_files_raise_clear_errors(name, fraction):
+    """A cut file decodes equal to pydicom, or raises a clear GpudcmError: where pydicom cannot decode it,
+    or (the one refusal where pydicom decodes) where a fragment claims more bytes than the cut file holds:
+    gpudcm checks every declared size against the bytes present, pydicom hands the partial fragment to the
+    codec. Never another exception, never values that differ from pydicom's."""
+    from pydicom.pixels import pixel_array as pydicom_pixel_array
+
     data = open(get_testdata_file(name), "rb").read()
     cut = data[: int(len(data) * fraction)]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            gpudcm.pixel_array(cut, device="cpu")
-    except gpudcm.GpudcmError as exc:  # any other exception type fails the test
-        assert "bytes" in str(exc) or "parsed" in str(exc) or "decode" in str(exc) or "no Pixel Data" in str(exc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ref = pydicom_pixel_array(io.BytesIO(cut))
+        except Exception:
+            ref = None
+        try:
+            got = gpudcm.pixel_array(cut, device="cpu")
+        except gpudcm.GpudcmError as exc:
+            msg = str(exc)
+            if ref is None:
+                assert "bytes" in msg or "parsed" in msg or "decode" in msg or "no Pixel Data" in msg, msg
+            else:
+                assert re.search(r"fragment \d+ at byte \d+ claims \d+ bytes but only \d+ remain", msg), msg
+            return
+    assert ref is not None, "decoded a cut file that pydicom cannot decode"
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_sequence_inside_pixel_data(ct):
@@ -218,6 +237,76 @@ def test_odd_length_and_trailing_padding_are_accepted(ct):
     ref = _decode(copy.deepcopy(ct))
     ct.PixelData = ct.PixelData + b"\x00\x00"
     np.testing.assert_array_equal(_decode(ct), ref)
+
+
+def _native(rows: int, cols: int, frames: int, bits: int, nbytes: int) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.NumberOfFrames = rows, cols, 1, frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = bytes((i * 37 + 11) % 256 for i in range(nbytes))
+    return ds
+
+
+@pytest.mark.parametrize("delta", range(-3, 5))
+@pytest.mark.parametrize("rows,cols,frames,bits", [(5, 7, 3, 8), (1, 2, 3, 8), (2, 2, 2, 16)])
+def test_length_tolerance_is_pydicoms(rows, cols, frames, bits, delta):
+    """`delta` bytes more or fewer than the header needs (odd needs: 105; even: 6, 16): short data is
+    refused, one pad byte is accepted, and whole excess frames are returned, exactly where pydicom does."""
+    needed = rows * cols * frames * bits // 8
+    ds = _native(rows, cols, frames, bits, needed + delta)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = ds.pixel_array
+    except ValueError as exc:
+        assert delta < 0 and "less than expected" in str(exc)
+        with pytest.raises(InvalidPixelData) as info:
+            _decode(ds)
+        assert str(info.value) == (
+            f"<dataset>: (7FE0,0010) 'PixelData' holds {needed + delta} bytes but {frames} frame(s) of {rows} x "
+            f"{cols} x 1 at {bits} bits need {needed} bytes ((0028,0010) 'Rows', (0028,0011) 'Columns', "
+            "(0028,0008) 'NumberOfFrames', (0028,0100) 'BitsAllocated' disagree with the data)")
+        return
+    assert delta >= 0
+    got = _decode(ds)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+    # the frame count the spec derives (excess whole frames included) drives indexing and the device path
+    import malformed
+
+    n = ref.shape[0]
+    assert pixel_spec(ds).number_of_frames == n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(gpudcm.pixel_array(ds, device="cpu", index=n - 1), ref[n - 1])
+        np.testing.assert_array_equal(malformed.decode_host_device(ds), ref)
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2, 14, 15, 16, 17, 18])
+def test_ybr_full_422_holding_full_sized_data(extra):
+    """2 frames of 2 x 4 YBR_FULL_422 need 32 bytes; 48 (a third more: YBR_FULL-sized data) and beyond is a
+    wrong Photometric Interpretation, refused as pydicom refuses it; up to 47 decodes as pydicom does."""
+    ds = _native(2, 4, 2, 8, 32 + extra)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = ds.pixel_array
+    except ValueError as exc:
+        assert extra >= 16 and "a third larger than expected" in str(exc)
+        with pytest.raises(InvalidPixelData) as info:
+            _decode(ds)
+        assert str(info.value) == (f"<dataset>: (7FE0,0010) 'PixelData' holds {32 + extra} bytes, a third more than "
+                                   "the 32 that YBR_FULL_422 needs: (0028,0004) 'PhotometricInterpretation' is "
+                                   "probably wrong")
+        return
+    assert extra < 16
+    got = _decode(ds)
+    assert got.shape == ref.shape == (2, 2, 4, 3)
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_float_pixel_data_needs_32_bits():

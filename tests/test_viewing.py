@@ -388,14 +388,14 @@ def check_sheet(sheet, tiles, columns: int, size: int) -> None:
 
 def test_contact_sheet_multiframe_file():
     path = path_of("emri_small.dcm")  # 10 frames of 64 x 64
-    sheet = gpudcm.contact_sheet(path, size=32)
+    sheet = gpudcm.contact_sheet(path, size=32, window=None)  # None: each tile its own min/max ("auto": one range)
     tiles = [(k, gpudcm.render(path, frame=k, size=32)) for k in range(10)]
     for k, t in tiles:  # the tile is the frame's area average by 2
         full = reference(read("emri_small.dcm"), k).astype(np.int64)
         np.testing.assert_array_equal(t, (2 * full.reshape(32, 2, 32, 2).sum(axis=(1, 3)) + 4) // 8)
     check_sheet(sheet, tiles, columns=4, size=32)
     # an even sample, first and last included; 2 columns
-    sheet = gpudcm.contact_sheet(path, size=32, max_tiles=4, columns=2)
+    sheet = gpudcm.contact_sheet(path, size=32, max_tiles=4, columns=2, window=None)
     check_sheet(sheet, [(k, gpudcm.render(path, frame=k, size=32)) for k in (0, 3, 6, 9)], columns=2, size=32)
     assert viewing.sample_indices(120, 64)[:3] == [0, 1, 3] and viewing.sample_indices(120, 64)[-1] == 119
 

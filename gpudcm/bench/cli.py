@@ -40,7 +40,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="gpudcm-bench", help="folder for the .md/.json/.png (default ./gpudcm-bench)")
     p.add_argument("--name", default=None, help="file stem (default bench-<device>[-quick])")
     p.add_argument("--cache", default=None, help="workload cache folder (default ~/.cache/gpudcm/bench)")
-    p.add_argument("--workloads", default=None, help=f"comma-separated subset of: {', '.join(RECIPES)}")
+    p.add_argument("--workloads", default=None, help=f"comma-separated subset of: {', '.join(RECIPES)}; or wsi (slide regions against wsidicom)")
     p.add_argument("--size", action="append", default=[], metavar="NAME=N",
                    help="files (frames for jpeg-baseline-us) of one workload, overriding --quick/full sizes")
     p.add_argument("--rounds", type=int, default=None, help=f"timed rounds (default {FULL_ROUNDS}, --quick {QUICK_ROUNDS})")
@@ -50,6 +50,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="processes for the pydicom pool (default: usable "
                                                              "cores; 0 = no pool row)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG chart")
+    p.add_argument("--encode", action="store_true",
+                   help="the encode benchmark instead: a CT series (--size encode=N slices, default 256) written as "
+                        "HTJ2K/J2K/JPEG-LS by gpudcm and as J2K by pydicom, then decoded by pydicom")
     p.add_argument("--from-json", default=None, metavar="FILE",
                    help="measure nothing: write the .md/.png again from a JSON file of an earlier run "
                         "(e.g. one from a GPU machine without matplotlib)")
@@ -61,7 +64,7 @@ def _options(args: argparse.Namespace) -> tuple[list[str] | None, dict[str, int]
     names = None
     if args.workloads:
         names = [n.strip() for n in args.workloads.split(",") if n.strip()]
-        unknown = [n for n in names if n not in RECIPES]
+        unknown = [n for n in names if n not in RECIPES and n != "wsi"]
         if unknown:
             _usage_error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
     sizes = {}
@@ -162,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by the parsed `args`; returns the exit status."""
     if args.from_json:
         return rewrite(args)
+    if args.encode:
+        sizes = dict(item.partition("=")[::2] for item in args.size)
+        return run_encode(int(sizes.get("encode", 16 if args.quick else 256)), args.device, args.workers, args.out,
+                          args.name)
     from ..cuda.runtime import resolve_device
     from .machine import machine_info
     from .report import not_measured, results_table, write
@@ -169,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
     from .workloads import build_all, default_cache
 
     names, sizes = _options(args)
+    if names == ["wsi"]:  # whole-slide regions against wsidicom (gpudcm.bench.wsi)
+        from .wsi import run_cli
+
+        return run_cli(args)
     start = time.perf_counter()
     device = resolve_device(args.device)  # "cuda" without a GPU raises DeviceUnavailable (exit 2)
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
@@ -228,3 +239,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run_encode(slices: int, device: str, workers: int | None, out: str, name: str | None) -> int:
+    """The encode benchmark (:mod:`gpudcm.bench.encode`): table on stdout, .md and .json in `out`."""
+    import json
+    from pathlib import Path
+
+    from ..cuda.runtime import resolve_device
+    from .encode import as_json, measure, table
+
+    device = resolve_device(device)
+    _log(f"gpudcm bench --encode: {slices} slices, device {device}")
+    rows = measure(slices, device=device, workers=workers or None)
+    text = table(rows, slices)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = name or f"encode-{device}"
+    (folder / f"{stem}.md").write_text(text + "\n\nThe machine may be shared: timings are indicative.\n")
+    (folder / f"{stem}.json").write_text(json.dumps(as_json(rows, slices, device), indent=1, default=str))
+    print(text)
+    return 0 if all(r.exact for r in rows) else 1
+
+
+def main_encode(argv: Sequence[str]) -> int:
+    """``benchmarks/encode.py``'s command line."""
+    p = argparse.ArgumentParser(prog="benchmarks/encode.py", description="encode benchmark (gpudcm bench --encode)")
+    p.add_argument("--slices", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--workers", type=int, default=None, help="threads of the series row (default: one per core)")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--name", default=None)
+    a = p.parse_args(list(argv))
+    return run_encode(a.slices, a.device, a.workers, a.out, a.name)

@@ -41,8 +41,9 @@ from .results import (
 )
 from .timing import calls_for, interleaved, per_call
 from .workloads import Workload
+from ..tolerance import LOSSY_SYNTAXES
 
-LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.203"}
+LOSSY = LOSSY_SYNTAXES  # one per-syntax tolerance (gpudcm.tolerance)
 
 
 class Mismatch(Exception):

@@ -1,4 +1,4 @@
-"""pydicom's side of the registry, and the only module here that reaches into pydicom's internals.
+"""pydicom's side of the registry (its one private name, the JPEG header parse, through gpudcm.pydicom_compat).
 
 - :func:`frame_info`: the codestream parameters pydicom reads before decoding a frame (JPEG SOF and APP
   markers, JPEG-LS precision, JPEG 2000 precision and signedness).
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
-from pydicom.pixels.utils import _get_jpg_parameters, get_j2k_parameters
+from pydicom.pixels.utils import get_j2k_parameters
 from pydicom.uid import UID, JPEG2000TransferSyntaxes, JPEGBaseline8Bit, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
+from ..pydicom_compat import get_jpg_parameters
 from ..spec import PixelSpec
 
 _J2K = frozenset(str(u) for u in JPEG2000TransferSyntaxes) | {
@@ -44,7 +45,7 @@ def frame_info(spec: PixelSpec, data) -> dict[str, Any]:
         if fam == "j2k":
             return get_j2k_parameters(head)
         head = head if isinstance(head, bytes) else bytes(head)
-        info = _get_jpg_parameters(head)
+        info = get_jpg_parameters(head)
     except Exception:
         return {}
     if fam == "jpeg":

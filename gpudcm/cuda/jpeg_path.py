@@ -1,24 +1,34 @@
 """JPEG / JPEG 2000 / HTJ2K files on the device: route every frame, decode the GPU frames in batches
 (nvJPEG, nvImageCodec), the rest with pydicom's CPU plugin, and assemble one array with the CPU path's
-shape, dtype and colour handling. The decoders are injectable so CI drives the assembly on the CPU."""
+shape, dtype and colour handling. The GPU libraries return their own kind of output (component planes at
+their real size, raw samples); this module finishes it on the device as pydicom finishes its plugins'
+output: chroma upsampling, Bits Stored correction, J2K sign, YBR -> RGB. The decoders and the kernel
+launchers (``ops``) are injectable, so CI runs all of it on the CPU behind contract-keeping stand-ins."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydicom.pixels.utils import _get_jpg_parameters
+import numpy as np
 from pydicom.uid import JPEGBaseline8Bit
 
 from .. import cpu
 from ..codecs import decode_frame
+from ..errors import DecodeError
 from ..frames import frame_bytes, frame_extents
+from ..pydicom_compat import get_jpg_parameters
 from ..routing import J2K_SYNTAXES, FrameInfo, GpuEnv, parse_frame, route_frame
 from ..spec import PixelSpec
 from .colour import YBR_PHOTOMETRICS, ybr_to_rgb
-from .j2k import finished_photometric
+from .j2k import finish_frame, finished_photometric
+from .kernels import plan_unused_bits
+from .native import check_status
+from .upsample import component_shapes, expansion, upsample_frames
 
 Decoders = Mapping[str, Callable[..., list]]
+_log = logging.getLogger("gpudcm")
 
 
 def default_decoders() -> dict[str, Callable[..., list]]:
@@ -35,13 +45,66 @@ def conformed_photometric(spec: PixelSpec, frame: bytes) -> str:
         return finished_photometric(pi)
     if spec.samples_per_pixel != 3:
         return pi
-    info = _get_jpg_parameters(bytes(frame))
+    info = get_jpg_parameters(bytes(frame))
     if info.get("component_ids") in ([82, 71, 66], [114, 103, 98]):
         return "RGB"
     ybr = "YBR_FULL_422" if spec.transfer_syntax == JPEGBaseline8Bit else "YBR_FULL"
     if any(m.startswith(b"JFIF") for m in info.get("app", {}).values()) and "YBR" not in pi:
         return ybr
     return pi
+
+
+def correct_unused_bits(arr, spec: PixelSpec, *, launcher, xp):
+    """pydicom's ``_correct_unused_bits`` on decoded frames `arr` ((n, *frame_shape), spec.dtype) for every
+    encapsulated syntax but JPEG 2000 and JPEG-LS, run by the native kernel (its mask/sign-extend logic)."""
+    if str(spec.transfer_syntax) in J2K_SYNTAXES or not spec.corrects_unused_bits or not arr.size:
+        return arr
+    plan = plan_unused_bits(spec, arr.shape[0])
+    src = xp.ascontiguousarray(arr).reshape(-1).view(xp.uint8)
+    frame_bytes_ = spec.frame_pixels * arr.dtype.itemsize
+    offsets = np.arange(arr.shape[0], dtype=np.int64) * frame_bytes_
+    out = xp.empty(arr.shape, dtype=arr.dtype)
+    check_status(spec, launcher(plan, src, offsets, out.reshape(-1)))
+    return out
+
+
+def _as_container(item, spec: PixelSpec, xp):
+    """nvJPEG's lossless uint16 samples in the Bits Allocated container (bits read as pydicom reads them)."""
+    arr = xp.asarray(item).reshape(spec.frame_shape)
+    return arr.view(spec.dtype) if arr.dtype.itemsize == spec.dtype.itemsize else arr.astype(spec.dtype)
+
+
+def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec: PixelSpec, ops) -> list:
+    """Library items -> frames in spec.dtype (uncorrected for Bits Stored); an Exception per item that failed."""
+    xp = ops.xp
+    out: list = [None] * len(items)
+    if backend == "j2k":
+        for n, (item, info) in enumerate(zip(items, metas)):
+            try:
+                out[n] = finish_frame(item, info, spec, xp=xp).reshape(spec.frame_shape)
+            except Exception as exc:
+                out[n] = exc
+        return out
+    shapes: dict[tuple, list[int]] = {}
+    for n, (item, info) in enumerate(zip(items, metas)):
+        if item is None:
+            out[n] = DecodeError("nvjpegDecodeBatchedSupported: the backend does not take this stream")
+        elif mode == "lossless":
+            try:
+                out[n] = _as_container(item, spec, xp)
+            except Exception as exc:
+                out[n] = exc
+        else:
+            shapes.setdefault((tuple(component_shapes(info)), tuple(expansion(info))), []).append(n)
+    for ns in shapes.values():  # one upsampling launch per plane layout
+        try:
+            frames = upsample_frames([items[n] for n in ns], metas[ns[0]], launcher=ops.upsample_launcher, xp=xp)
+            for n, arr in zip(ns, frames):
+                out[n] = arr.reshape(spec.frame_shape).astype(spec.dtype, copy=False)
+        except Exception as exc:
+            for n in ns:
+                out[n] = exc
+    return out
 
 
 def _cpu_frame(ds, spec: PixelSpec, data: dict, i: int):
@@ -56,7 +119,11 @@ def decode_jpeg_family(
     ds, spec: PixelSpec, *, index: int | None, raw: bool, as_rgb: bool, ops, env: GpuEnv,
     decoders: Decoders | None = None, extended_offsets=None,
 ) -> tuple[Any, list[FrameInfo]]:
-    """All frames (or frame `index`) of a JPEG-family file as one `ops.xp` array, and where each went."""
+    """All frames (or frame `index`) of a JPEG-family file as one `ops.xp` array, and where each went.
+
+    A GPU library failing at run time (raising, or returning None for an item) does not fail the call:
+    those frames are decoded by the CPU plugin, and their FrameInfo names the backend that failed and why.
+    """
     xp = ops.xp
     buffer = ds.PixelData
     frames = frame_extents(spec, buffer, extended_offsets=extended_offsets)
@@ -83,22 +150,30 @@ def decode_jpeg_family(
             groups.setdefault((route.backend, route.mode), []).append(k)
             infos.append(FrameInfo(spec.source, i, route.backend, route.reason))
     decoders = decoders or (default_decoders() if groups else {})
+    on_gpu: list[int] = []
     for (backend, mode), ks in groups.items():
         batch = [data[wanted[k]] for k in ks]
         metas = [parsed[wanted[k]] for k in ks]
         try:
-            decoded = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
-        except Exception as exc:  # a GPU library failing at run time: the CPU plugin decides, frame by frame
-            why = f"{backend} failed ({type(exc).__name__}: {exc}); decoded by the CPU plugin"
-            decoded = [xp.asarray(_cpu_frame(ds, spec, data, wanted[k])) for k in ks]
-            for k in ks:
-                infos[k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why)
-        for k, arr in zip(ks, decoded):
-            out[k] = arr.reshape(spec.frame_shape).astype(spec.dtype, copy=False)
+            items = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
+            if len(items) != len(ks):
+                raise DecodeError(f"{backend} returned {len(items)} items for {len(ks)} frames")
+            finished = _finish_group(backend, mode, list(items), metas, spec, ops)
+        except Exception as exc:  # the whole call failed
+            finished = [exc] * len(ks)
+        for k, arr in zip(ks, finished):
+            if isinstance(arr, Exception):
+                why = f"{backend} failed ({type(arr).__name__}: {arr}); decoded by the CPU plugin"
+                _log.warning("%s frame %d: %s", spec.source, wanted[k], why)
+                out[k] = xp.asarray(_cpu_frame(ds, spec, data, wanted[k]))
+                infos[k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why, fallback_from=backend)
+            else:
+                out[k] = arr
+                on_gpu.append(k)
+    if on_gpu and spec.corrects_unused_bits:  # the CPU frames are corrected already; correcting is idempotent
+        out = correct_unused_bits(out, spec, launcher=ops.native_launcher, xp=xp)
     pi = conformed_photometric(spec, data[wanted[0]]) if wanted[0] in data else spec.photometric_interpretation
     if not raw and as_rgb and pi in YBR_PHOTOMETRICS:  # every frame is raw YBR here, as pydicom converts
         out = ybr_to_rgb(out, launcher=ops.colour_launcher, xp=xp)
     result = out[0] if index is not None or len(wanted) == 1 else out
     return result, infos
-
-

@@ -1,25 +1,31 @@
 """CUDA sources, NVRTC options, launch geometry and argument packing.
 
-Everything here except :func:`get_function` is pure Python with no CuPy import, so CI (no GPU) runs
+Everything here except :func:`get_function` (and the NVRTC compile behind it) is pure Python with no CuPy import, so CI (no GPU) runs
 the same geometry and argument packing through the host build of the kernels' logic.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import os
 import re
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidPixelData
+from ..errors import DeviceUnavailable, InvalidPixelData
 from ..spec import PixelSpec
 
-# The exact options every kernel is compiled with, at run time (CuPy adds -arch for the device) and in
-# CI (tests/harness/nvrtc.py adds --gpu-architecture=sm_80 / sm_90).
-NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17",)
+# The options every kernel is compiled with, at run time (gpudcm/cuda/nvrtc.py, for the device's
+# architecture) and in CI (tests/harness/nvrtc.py, sm_80 / sm_90): both take nvrtc_options(arch). Not
+# CuPy's compiler, which appends -ftz=true (see gpudcm/cuda/nvrtc.py); --ftz=false is NVRTC's default,
+# spelt out because subnormal floats must survive as they do in NumPy.
+NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17", "--ftz=false")
 BLOCK_SIZE = 256
 # A grid-stride loop covers any size, so the grid is capped; 65535 * 256 threads saturate any GPU.
 MAX_BLOCKS = 65535
@@ -58,7 +64,7 @@ def kernel_files() -> list[str]:
 @functools.lru_cache(maxsize=None)
 def load_source(name: str) -> str:
     """`name` with its local ``#include "x.cuh"`` lines expanded once each, so the text alone is the
-    compile cache key (CuPy hashes the source; a changed header must change it)."""
+    compile cache key (compiled_kernel hashes it; a changed header must change it)."""
     root = kernel_dir()
     seen: set[str] = set()
 
@@ -179,20 +185,91 @@ def plan_native(spec: PixelSpec, n_frames: int) -> NativeLaunch:
     )
 
 
+def plan_unused_bits(spec: PixelSpec, n_frames: int) -> NativeLaunch:
+    """The native-kernel launch that applies pydicom's ``_correct_unused_bits`` (mask to Bits Stored when
+    unsigned, sign-extend from it when signed) to `n_frames` decoded frames of `spec` already in the Bits
+    Allocated container, native (little-endian) order and interleaved: the kernel reads them as native
+    data with only GD_NATIVE_CORRECT_BITS (and GD_NATIVE_SIGNED) set."""
+    if n_frames < 1:
+        raise InvalidPixelData(f"{spec.source}: nothing to correct ({n_frames} frames)")
+    n = n_frames * spec.frame_pixels
+    return NativeLaunch(
+        kernel=native_kernel_name(spec),
+        bits=native_bits(spec),
+        geometry=launch_geometry(n),
+        n_frames=n_frames,
+        rows=spec.rows,
+        cols=spec.columns,
+        samples=spec.samples_per_pixel,
+        bits_stored=spec.bits_stored,
+        flags=NATIVE_CORRECT_BITS | (NATIVE_SIGNED if spec.is_signed else 0),
+    )
+
+
+def nvrtc_options(arch: str) -> tuple[str, ...]:
+    """The complete NVRTC option list for `arch` (``sm_90`` -> cubin, ``compute_90`` -> PTX)."""
+    return (*NVRTC_OPTIONS, f"--gpu-architecture={arch}")
+
+
+def kernel_cache_dir() -> Path:
+    """Where compiled kernels are kept between processes: ``$GPUDCM_KERNEL_CACHE``, else
+    ``$XDG_CACHE_HOME/gpudcm/kernels`` (``~/.cache``), else a folder under the temp dir."""
+    env = os.environ.get("GPUDCM_KERNEL_CACHE")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpudcm" / "kernels"
+    for folder in (base, Path(tempfile.gettempdir()) / f"gpudcm-kernels-{os.getuid()}"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        except OSError:
+            continue
+    raise OSError(f"no writable folder for compiled kernels ({base})")
+
+
+def compiled_kernel(source_name: str, arch: str) -> Path:
+    """The file holding `source_name` compiled by NVRTC with exactly ``nvrtc_options(arch)``, compiled
+    on first use; the name hashes the source text, the options and NVRTC's version."""
+    from . import nvrtc
+
+    options = nvrtc_options(arch)
+    source = load_source(source_name)
+    key = hashlib.sha256("\0".join((source, *options, repr(nvrtc.version()))).encode()).hexdigest()[:20]
+    suffix = ".cubin" if arch.startswith("sm_") else ".ptx"
+    path = kernel_cache_dir() / f"{Path(source_name).stem}-{arch}-{key}{suffix}"
+    if path.is_file():
+        return path
+    result = nvrtc.compile_program(source_name, source, options)
+    if not result.ok:
+        raise DeviceUnavailable(f"NVRTC could not compile {source_name} for {arch}: {result.log.strip()[:2000]}")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(result.binary)
+    os.replace(tmp, path)  # atomic: concurrent processes never load half a file
+    return path
+
+
 @functools.lru_cache(maxsize=None)
 def _module(device_id: int, source_name: str):
     import cupy
 
-    with cupy.cuda.Device(device_id):
-        return cupy.RawModule(code=load_source(source_name), options=NVRTC_OPTIONS)
+    with cupy.cuda.Device(device_id) as dev:
+        cc = str(dev.compute_capability)
+        try:
+            path = compiled_kernel(source_name, f"sm_{cc}")
+        except DeviceUnavailable:  # an architecture newer than this NVRTC: PTX, JIT-compiled by the driver
+            path = compiled_kernel(source_name, f"compute_{cc}")
+        return cupy.RawModule(path=str(path))
+
+
+@functools.lru_cache(maxsize=None)
+def _function(device_id: int, source_name: str, kernel: str):
+    return _module(device_id, source_name).get_function(kernel)
 
 
 def get_function(source_name: str, kernel: str):
-    """The compiled CuPy kernel `kernel` from `source_name`, cached per device (CuPy also caches the
-    binary on disk, so later processes skip NVRTC)."""
+    """The kernel `kernel` of `source_name` for the current device, compiled by gpudcm (not by CuPy: see
+    :func:`nvrtc_options`), loaded with ``RawModule(path=...)``, cached per device."""
     import cupy
 
-    return _module(cupy.cuda.Device().id, source_name).get_function(kernel)
+    return _function(cupy.cuda.Device().id, source_name, kernel)
 
 
 # RLE kernel (kernels/rle.cuh): status bits beyond GD_STATUS_*, lanes per table entry, and the values of

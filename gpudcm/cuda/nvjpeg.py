@@ -1,24 +1,25 @@
-"""Thin ctypes binding to libnvjpeg (the ``nvidia-nvjpeg`` wheel): batched decode into CuPy arrays.
+"""Thin ctypes binding to libnvjpeg (the ``nvidia-nvjpeg`` wheel): batched decode into CuPy arrays, returning
+what nvJPEG returns (component planes at their real size, raw samples); ``jpeg_path`` finishes them.
 
 Importing this module loads nothing; :func:`lib` loads the library on first use. Every bound function
 is declared once in :data:`FUNCTIONS` (checked against ``nvjpeg.h`` by tests/test_nvjpeg_binding.py).
-One handle per (device, backend) and one decode state per (thread, device, backend); outputs are
-CuPy-owned device arrays written on CuPy's current stream.
+One handle per (device, backend); decode states leased from a bounded pool per (device, backend)
+(:data:`STATES`); outputs are CuPy-owned device arrays written on CuPy's current stream.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import glob
-import os
-import site
 import threading
 from collections.abc import Sequence
 from ctypes import POINTER, c_int, c_size_t, c_uint, c_void_p
 
 from ..errors import DecodeError, DeviceUnavailable
 from ..jpeg_markers import JpegInfo
+from . import libs
+from .pool import Pool
+from .upsample import component_shapes
 
 # nvjpeg.h enum values (checked against the header by the binding test)
 NVJPEG_STATUS = {
@@ -62,33 +63,40 @@ FUNCTIONS: dict[str, tuple[type, tuple]] = {
     "nvjpegGetImageInfo": (c_int, (_p, _p, c_size_t, POINTER(c_int), POINTER(c_int), POINTER(c_int), POINTER(c_int))),
     "nvjpegDecodeBatchedInitialize": (c_int, (_p, _p, c_int, c_int, c_int)),
     "nvjpegDecodeBatched": (c_int, (_p, _p, POINTER(c_void_p), POINTER(c_size_t), POINTER(NvjpegImage), _p)),
+    "nvjpegJpegStreamCreate": (c_int, (_p, POINTER(c_void_p))),
+    "nvjpegJpegStreamDestroy": (c_int, (_p,)),
+    "nvjpegJpegStreamParseHeader": (c_int, (_p, _p, c_size_t, _p)),
+    "nvjpegDecodeBatchedSupported": (c_int, (_p, _p, POINTER(c_int))),
 }
 
 
-def _candidates() -> list[str]:
-    out: list[str] = []
-    roots = site.getsitepackages() + [site.getusersitepackages()]
-    for root in roots:
-        for sub in ("cu13", "nvjpeg", "*"):
-            out += sorted(glob.glob(os.path.join(root, "nvidia", sub, "lib", "libnvjpeg.so*")))
-    return list(dict.fromkeys(out)) + ["libnvjpeg.so.13", "libnvjpeg.so"]
+# where the wheel puts it: nvidia/cu13/lib (nvidia-nvjpeg 13), nvidia/nvjpeg/lib (older wheels)
+_SUBDIRS = ("cu13", "nvjpeg", "*")
+_SONAMES = ("libnvjpeg.so.13", "libnvjpeg.so")
 
 
 @functools.lru_cache(maxsize=1)
+def _loaded() -> tuple[ctypes.CDLL, str]:
+    try:
+        handle, path = libs.load("libnvjpeg", _SUBDIRS, _SONAMES)
+    except OSError as exc:
+        raise DeviceUnavailable(f"libnvjpeg not found (pip install nvidia-nvjpeg): {exc}") from None
+    for name, (restype, argtypes) in FUNCTIONS.items():
+        fn = getattr(handle, name)
+        fn.restype, fn.argtypes = restype, list(argtypes)
+    return handle, path
+
+
 def lib() -> ctypes.CDLL:
-    """libnvjpeg with every function of :data:`FUNCTIONS` typed; :class:`DeviceUnavailable` if absent."""
-    errors = []
-    for path in _candidates():
-        try:
-            handle = ctypes.CDLL(path)
-        except OSError as exc:
-            errors.append(f"{path}: {exc}")
-            continue
-        for name, (restype, argtypes) in FUNCTIONS.items():
-            fn = getattr(handle, name)
-            fn.restype, fn.argtypes = restype, list(argtypes)
-        return handle
-    raise DeviceUnavailable("libnvjpeg not found (pip install nvidia-nvjpeg): " + "; ".join(errors[-3:]))
+    """libnvjpeg with every function of :data:`FUNCTIONS` typed; :class:`DeviceUnavailable` if absent.
+    Found through the import system (gpudcm/cuda/libs.py), so ``pip install --target DIR`` with DIR on
+    ``PYTHONPATH`` works as site-packages does."""
+    return _loaded()[0]
+
+
+def library_path() -> str:
+    """The file libnvjpeg was loaded from (named in ``capabilities()``)."""
+    return _loaded()[1]
 
 
 def check(status: int, call: str) -> None:
@@ -114,11 +122,12 @@ def require_version() -> None:
 
 
 _handles: dict[tuple[int, int], int] = {}
+_no_handle: set[tuple[int, int]] = set()  # (device, backend) nvjpegCreateEx refused
 _handles_lock = threading.Lock()
-_local = threading.local()
 
 
 def _handle(device: int, backend: int) -> int:
+    """One nvJPEG handle per (device, backend), kept for the process (handles are thread-safe)."""
     with _handles_lock:
         if (device, backend) not in _handles:
             h = c_void_p()
@@ -127,56 +136,57 @@ def _handle(device: int, backend: int) -> int:
         return _handles[(device, backend)]
 
 
-def _state(device: int, backend: int) -> int:
-    states = getattr(_local, "states", None)
-    if states is None:
-        states = _local.states = {}
-    if (device, backend) not in states:
-        s = c_void_p()
-        check(lib().nvjpegJpegStateCreate(_handle(device, backend), ctypes.byref(s)), "nvjpegJpegStateCreate")
-        states[(device, backend)] = s.value
-    return states[(device, backend)]
+def _new_state(key: tuple[int, int]) -> int:
+    s = c_void_p()
+    check(lib().nvjpegJpegStateCreate(_handle(*key), ctypes.byref(s)), "nvjpegJpegStateCreate")
+    return s.value
 
 
-def component_shapes(info: JpegInfo) -> list[tuple[int, int]]:
-    """(height, width) of each decoded component plane (subsampled chroma rounded up, as T.81 A.1.1)."""
-    hmax = max(c.h for c in info.components)
-    vmax = max(c.v for c in info.components)
-    return [(-(-info.rows * c.v // vmax), -(-info.columns * c.h // hmax)) for c in info.components]
+def _destroy_state(state: int) -> None:
+    check(lib().nvjpegJpegStateDestroy(state), "nvjpegJpegStateDestroy")
 
 
-def upsample_interleave(planes: Sequence, rows: int, cols: int, xp):
-    """Planar components (chroma possibly subsampled) -> (rows, cols[, samples]) by sample replication."""
-    if len(planes) == 1:
-        return planes[0]
-    out = xp.empty((rows, cols, len(planes)), dtype=planes[0].dtype)
-    for k, p in enumerate(planes):
-        fy, fx = -(-rows // p.shape[0]), -(-cols // p.shape[1])
-        if (fy, fx) != (1, 1):
-            p = xp.repeat(xp.repeat(p, fy, axis=0), fx, axis=1)
-        out[..., k] = p[:rows, :cols]
-    return out
+# Decode states are not thread-safe (one per decode in flight) and hold device buffers: leased from a
+# bounded pool per (device, backend) and destroyed beyond its cap, instead of one per thread forever.
+STATES: Pool[int] = Pool(_new_state, _destroy_state, cap=4)
 
 
-def decode_batch(frames: Sequence[bytes], infos: Sequence[JpegInfo], mode: str):
-    """Decode JPEG frames of one `mode` (``"dct"`` or ``"lossless"``) with one batched nvJPEG call.
+def _try_handle(device: int, backend: int) -> int | None:
+    """The handle of `backend`, or None where nvJPEG cannot create one (no hardware decoder on this GPU:
+    ``nvjpegCreateEx`` returns NVJPEG_STATUS_ARCH_MISMATCH / JPEG_NOT_SUPPORTED)."""
+    if (device, backend) in _no_handle:
+        return None
+    try:
+        return _handle(device, backend)
+    except DecodeError:
+        _no_handle.add((device, backend))
+        return None
 
-    Returns CuPy arrays: uint8 ``(rows, cols[, samples])`` for DCT frames (raw components, as the CPU
-    decoders return them), uint16 for lossless frames.
-    """
+
+def batched_supported(handle: int, frame: bytes) -> bool | None:
+    """``nvjpegDecodeBatchedSupported`` for one bitstream (it sets 0 when the handle's backend can decode
+    it); None where nvJPEG cannot answer (the header does not parse)."""
+    stream = c_void_p()
+    check(lib().nvjpegJpegStreamCreate(handle, ctypes.byref(stream)), "nvjpegJpegStreamCreate")
+    try:
+        buf = ctypes.c_char_p(frame)
+        if lib().nvjpegJpegStreamParseHeader(handle, ctypes.cast(buf, c_void_p), len(frame), stream):
+            return None
+        answer = c_int(-1)
+        if lib().nvjpegDecodeBatchedSupported(handle, stream, ctypes.byref(answer)):
+            return None
+        return answer.value == 0
+    finally:
+        lib().nvjpegJpegStreamDestroy(stream)
+
+
+def _decode(frames: Sequence[bytes], infos: Sequence[JpegInfo], backend: int, lossless: bool) -> list:
+    """One nvjpegDecodeBatched call with `backend` over `frames`; raises DecodeError on a bad status."""
     import cupy
 
-    if not frames:
-        return []
-    if len(frames) != len(infos):
-        raise ValueError("one JpegInfo per frame is needed")
-    lossless = mode == "lossless"
-    if lossless:
-        require_version()
-    backend = NVJPEG_BACKEND_LOSSLESS_JPEG if lossless else NVJPEG_BACKEND_DEFAULT
-    fmt = NVJPEG_OUTPUT_UNCHANGEDI_U16 if lossless else NVJPEG_OUTPUT_UNCHANGED
     device = cupy.cuda.Device().id
-    handle, state = _handle(device, backend), _state(device, backend)
+    handle = _handle(device, backend)
+    fmt = NVJPEG_OUTPUT_UNCHANGEDI_U16 if lossless else NVJPEG_OUTPUT_UNCHANGED
     n = len(frames)
     keep = [bytes(f) for f in frames]
     data = (c_void_p * n)(*[ctypes.cast(ctypes.c_char_p(b), c_void_p).value for b in keep])
@@ -196,9 +206,61 @@ def decode_batch(frames: Sequence[bytes], infos: Sequence[JpegInfo], mode: str):
                 dests[i].pitch[k] = p.shape[1]
             outputs.append(planes)
     stream = cupy.cuda.get_current_stream().ptr
-    check(lib().nvjpegDecodeBatchedInitialize(handle, state, n, 1, fmt), "nvjpegDecodeBatchedInitialize")
-    check(lib().nvjpegDecodeBatched(handle, state, data, lengths, dests, stream), "nvjpegDecodeBatched")
-    cupy.cuda.get_current_stream().synchronize()  # host bitstreams (`keep`) must outlive the decode
-    if lossless:
-        return [a if a.shape[2] > 1 else a[..., 0] for a in outputs]
-    return [upsample_interleave(p, info.rows, info.columns, cupy) for p, info in zip(outputs, infos)]
+    with STATES.lease((device, backend)) as state:  # a state serves one decode at a time
+        check(lib().nvjpegDecodeBatchedInitialize(handle, state, n, 1, fmt), "nvjpegDecodeBatchedInitialize")
+        check(lib().nvjpegDecodeBatched(handle, state, data, lengths, dests, stream), "nvjpegDecodeBatched")
+        cupy.cuda.get_current_stream().synchronize()  # host bitstreams (`keep`) must outlive the decode
+    return outputs
+
+
+def _hw_takes(handle: int, frame: bytes) -> bool:
+    try:
+        return bool(batched_supported(handle, frame))
+    except DecodeError:
+        return False
+
+
+def decode_batch(frames: Sequence[bytes], infos: Sequence[JpegInfo], mode: str) -> list:
+    """Decode JPEG frames of one `mode` (``"dct"`` or ``"lossless"``) with batched nvJPEG calls.
+
+    Returns what nvJPEG returns, one item per frame: for ``"dct"`` a list of uint8 component planes at
+    their real (subsampled) size (``NVJPEG_OUTPUT_UNCHANGED``); for ``"lossless"`` a uint16
+    ``(rows, cols, components)`` array of the coded samples (``NVJPEG_OUTPUT_UNCHANGEDI_U16``); ``None``
+    for a frame ``nvjpegDecodeBatchedSupported`` says the backend cannot decode. DCT frames go to
+    NVJPEG_BACKEND_HARDWARE where the GPU has a JPEG engine and it takes the stream, else to the default
+    backend. No Bits Stored correction, upsampling or colour conversion happens here.
+    """
+    import cupy
+
+    if not frames:
+        return []
+    if len(frames) != len(infos):
+        raise ValueError("one JpegInfo per frame is needed")
+    device = cupy.cuda.Device().id
+    keep = [bytes(f) for f in frames]
+    out: list = [None] * len(keep)
+    groups: dict[int, list[int]] = {}
+    if mode == "lossless":
+        require_version()
+        handle = _handle(device, NVJPEG_BACKEND_LOSSLESS_JPEG)
+        for i, f in enumerate(keep):
+            if batched_supported(handle, f) is not False:  # no answer: let the decode itself decide
+                groups.setdefault(NVJPEG_BACKEND_LOSSLESS_JPEG, []).append(i)
+    elif mode == "dct":
+        hw = _try_handle(device, NVJPEG_BACKEND_HARDWARE)
+        for i, f in enumerate(keep):
+            groups.setdefault(NVJPEG_BACKEND_HARDWARE if hw is not None and _hw_takes(hw, f) else NVJPEG_BACKEND_DEFAULT,
+                              []).append(i)
+    else:
+        raise ValueError(f"unknown nvJPEG mode {mode!r}")
+    for backend, idx in groups.items():
+        batch, metas = [keep[i] for i in idx], [infos[i] for i in idx]
+        try:
+            decoded = _decode(batch, metas, backend, mode == "lossless")
+        except DecodeError:
+            if backend != NVJPEG_BACKEND_HARDWARE:
+                raise
+            decoded = _decode(batch, metas, NVJPEG_BACKEND_DEFAULT, False)  # the engine refused: GPU default backend
+        for i, item in zip(idx, decoded):
+            out[i] = item
+    return out

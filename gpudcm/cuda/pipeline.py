@@ -46,7 +46,9 @@ class Ops(Protocol):
 
     def upload(self, slot: int, host: np.ndarray) -> Any: ...  # async copy on `slot`'s stream
 
-    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Any: ...
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Any: ...  # on the caller's current stream
+
+    def follow_current(self, slot: int) -> None: ...  # `slot`'s stream waits for the current stream's work
 
     def launch_native(self, slot: int, plan: NativeLaunch, src: Any, frame_offsets: np.ndarray, out: Any) -> Any: ...
 
@@ -199,6 +201,7 @@ def decode_native_batch(
                 out = shared[first : first + len(group)]
             else:
                 out = ops.empty((plan.n_elements,), reqs[group.start].spec.dtype)
+            ops.follow_current(slot)  # `out` came from the current stream's pool: order the write after it
             pending.append((ops.launch_native(slot, plan, device_src, offsets, out.reshape(-1)), reqs[group.start].spec))
             if shared is None:
                 pos = 0

@@ -468,9 +468,11 @@ def layout_key(spec: PixelSpec) -> tuple:
             spec.pixel_representation)
 
 
-def merge_plans(plans: Sequence[RlePlan]) -> tuple[np.ndarray, np.ndarray, RleLaunch, list[np.ndarray], list[int]]:
+def merge_plans(plans: Sequence[RlePlan], into: Callable[[int], np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, RleLaunch, list[np.ndarray], list[int]]:
     """One source, one table and one launch for plans of one layout: every write slot first (file after
     file, so frame k of the merged output is a file's frame), then every measure-only entry.
+    `into(nbytes)` gives the buffer the sources are gathered into (the pinned staging), in one copy.
 
     Returns (source, table, launch, per plan the global index of each of its entries, source offsets)."""
     first = plans[0].launch
@@ -490,7 +492,11 @@ def merge_plans(plans: Sequence[RlePlan]) -> tuple[np.ndarray, np.ndarray, RleLa
         table[0, m] = p.table[0] + off
         table[1, m] = p.table[1] + off
         table[2, m] = p.table[2]
-    source = np.concatenate([p.source for p in plans]) if len(plans) > 1 else plans[0].source
+    if into is not None:
+        source = into(pos)[:pos]
+        np.concatenate([p.source for p in plans], out=source)
+    else:
+        source = np.concatenate([p.source for p in plans]) if len(plans) > 1 else plans[0].source
     n_slots = sum(p.launch.n_slots for p in plans)
     launch = replace(first, geometry=launch_geometry(n_entries * RLE_LANES), n_entries=n_entries, n_slots=n_slots)
     return source, table, launch, maps, offsets
@@ -507,8 +513,8 @@ def decode_rle_batch(
     """Decode RLE files of one layout (see :func:`layout_key`) with one RLE launch and at most one
     native launch; one array per request, each equal to the CPU path's ``raw=True`` result.
 
-    `staging(nbytes)` gives the host buffer the merged source is gathered into (pinned on a GPU), so the
-    launcher's copy to the device is one transfer."""
+    `staging(nbytes)` gives the host buffer the frames are gathered into, once (pinned on a GPU), so the
+    launcher's copy to the device is one transfer from pinned memory."""
     specs = [r.spec for r in requests]
     if len({layout_key(s) for s in specs}) != 1:
         raise ValueError("decode_rle_batch needs files of one layout; group them with layout_key")
@@ -516,11 +522,7 @@ def decode_rle_batch(
     plans = [plan_rle(r.spec, r.buffer, _select(r.spec, r.buffer, r.index, r.extended_offsets), index=r.index)
              for r in requests]
     direct = _writes_final(spec)
-    source, table, launch, maps, _ = merge_plans(plans)
-    if staging is not None and len(plans) > 1:
-        host = staging(len(source))[: len(source)]
-        host[:] = source
-        source = host
+    source, table, launch, maps, _ = merge_plans(plans, into=staging)
     n = sum(p.n_frames for p in plans)
     pixels = spec.frame_pixels
     frame_bytes = plans[0].frame_bytes

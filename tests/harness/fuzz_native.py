@@ -1,8 +1,11 @@
 """Feed the host build of the native kernel logic with lying parameters and random buffers.
 
 Run in a subprocess with the sanitized build (``python -m tests.harness.fuzz_native --sanitize N``)
-so AddressSanitizer/UBSan abort on any out-of-bounds access or undefined behaviour. Prints the count
-of cases and how many reported a read outside the buffer (status bit 1).
+so AddressSanitizer/UBSan abort on any out-of-bounds access or undefined behaviour. Source buffers are
+malloc'd at their exact size (a read one byte past the end hits a red zone). Prints the count of cases
+completed, how many reported a read outside the buffer (status bit 1), and whether the sanitizer is live.
+``--inject-oob`` ends with one launch told its buffer is larger than it is: the sanitizer must abort it
+(the tests check that a sanitized run fails then).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import sys
 import numpy as np
 
 from gpudcm.cuda.kernels import NATIVE_BIG_ENDIAN, NATIVE_CORRECT_BITS, NATIVE_PLANAR, NATIVE_SIGNED, NATIVE_SWAP_OW, NATIVE_YBR422, STATUS_READ_OOB, Geometry, NativeLaunch
-from tests.harness.hostbuild import host_launcher
+import ctypes
+
+from tests.harness.hostbuild import Exact, function, host_launcher, ptr, sanitizer_line
 
 FLAG_BITS = (NATIVE_SIGNED, NATIVE_BIG_ENDIAN, NATIVE_PLANAR, NATIVE_SWAP_OW, NATIVE_YBR422, NATIVE_CORRECT_BITS)
 DTYPES = {1: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
@@ -43,8 +48,27 @@ def one_case(rng: np.random.Generator, launch) -> tuple[int, bool]:
     geometry = Geometry(int(rng.integers(1, 4)), int(rng.choice([1, 7, 32, 256])))
     plan = NativeLaunch(f"gpudcm_native_{bits}", bits, geometry, n_frames, rows, cols, samples, bits_stored, flags)
     out = np.empty(plan.n_elements, dtype=DTYPES[bits])
-    status = launch(plan, src, offsets, out)
+    exact = Exact()
+    try:
+        status = launch(plan, exact(src), offsets, out)
+    finally:
+        exact.free()
     return status, bool(status & STATUS_READ_OOB)
+
+
+def inject_oob(sanitize: bool) -> int:
+    """One 16-bit launch over a 64-byte buffer that the kernel is told holds 128 bytes: its bounds check
+    passes, so it reads past the block (a real out-of-bounds read for the sanitizer to catch)."""
+    u32, u64, vp = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
+    fn = function("gpudcm_host_native", u32, [u32, u32, u32, vp, u64, vp, u32, u32, u32, u32, u32, u32, vp], sanitize)
+    exact = Exact()
+    src = exact(np.arange(64, dtype=np.uint8))
+    offsets = np.zeros(1, np.int64)
+    out = np.empty(64, np.uint16)
+    try:
+        return fn(16, 1, 64, ptr(src), 128, ptr(offsets), 1, 8, 8, 1, 16, 0, ptr(out))
+    finally:
+        exact.free()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,14 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cases", type=int, nargs="?", default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sanitize", action="store_true")
+    parser.add_argument("--inject-oob", action="store_true", help="end with one out-of-bounds read")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     launch = host_launcher(sanitize=args.sanitize)
-    oob = 0
+    done = oob = 0
     for _ in range(args.cases):
         _, was_oob = one_case(rng, launch)
         oob += was_oob
-    print(f"fuzz_native: {args.cases} cases, {oob} reported reads outside the buffer, 0 sanitizer reports")
+        done += 1
+    if args.inject_oob:
+        inject_oob(args.sanitize)
+    print(f"fuzz_native: {done} cases completed, {oob} reported reads outside the buffer; {sanitizer_line()}")
     return 0
 
 

@@ -10,7 +10,6 @@ decode_rle. Prints the case counts and how many reported refused reads or writes
 from __future__ import annotations
 
 import argparse
-import ctypes
 import random
 import struct
 import sys
@@ -23,37 +22,8 @@ from gpudcm.cuda.kernels import RLE_NO_ROOM, RLE_STATUS_WRITE_OOB, STATUS_READ_O
 from gpudcm.cuda.rle import RleLaunch, decode_rle
 from gpudcm.errors import GpudcmError
 from gpudcm.spec import PixelSpec
-from tests.harness.hostbuild import host_launcher
+from tests.harness.hostbuild import Exact, host_launcher, sanitizer_line
 from tests.harness.rle_host import host_launch_rle
-
-_libc = ctypes.CDLL(None)
-_libc.malloc.restype = ctypes.c_void_p
-_libc.malloc.argtypes = [ctypes.c_size_t]
-_libc.free.argtypes = [ctypes.c_void_p]
-
-
-class Exact:
-    """Copies of arrays in malloc'd blocks of exactly their size: Python's own buffers sit in pymalloc
-    arenas where AddressSanitizer cannot see a read one byte past the end; these have a red zone there."""
-
-    def __init__(self) -> None:
-        self.blocks: list[int] = []
-
-    def __call__(self, arr: np.ndarray) -> np.ndarray:
-        arr = np.ascontiguousarray(arr)
-        if arr.nbytes == 0:
-            return arr
-        block = _libc.malloc(arr.nbytes)
-        self.blocks.append(block)
-        view = np.ctypeslib.as_array((ctypes.c_uint8 * arr.nbytes).from_address(block)).view(arr.dtype)
-        view[...] = arr.reshape(-1)
-        return view.reshape(arr.shape)
-
-    def free(self) -> None:
-        for block in self.blocks:
-            _libc.free(block)
-        self.blocks.clear()
-
 
 _EDGES = (-(1 << 63), (1 << 63) - 1, -1, 1 << 40)
 
@@ -164,16 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     launch_rle = host_launch_rle(sanitize=args.sanitize)
     launch_native = host_launcher(sanitize=args.sanitize)
     tables = frames = refused = decoded = 0
-    for i in range(args.cases):
+    for i in range(args.cases):  # each count grows only once its launch has returned
         if i % 10 == 9:
-            frames += 1
             decoded += frame_case(r, launch_rle, launch_native)
+            frames += 1
         else:
-            tables += 1
             refused += bool(table_case(r, launch_rle) & (STATUS_READ_OOB | RLE_STATUS_WRITE_OOB))
+            tables += 1
     print(
-        f"fuzz_rle: {args.cases} cases ({tables} tables, {refused} with refused reads or writes; "
-        f"{frames} frame sets, {decoded} decoded), 0 sanitizer reports"
+        f"fuzz_rle: {tables + frames} cases completed ({tables} tables, {refused} with refused reads or writes; "
+        f"{frames} frame sets, {decoded} decoded); {sanitizer_line()}"
     )
     return 0
 

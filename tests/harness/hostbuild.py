@@ -13,6 +13,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -29,9 +30,9 @@ BASE_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "
 SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 
-def _digest(flags: list[str]) -> str:
+def _digest(flags: list[str], sources: list[Path]) -> str:
     h = hashlib.sha256(" ".join(flags).encode())
-    for p in sorted(kernel_dir().glob("*.cuh")) + shims():
+    for p in sorted(kernel_dir().glob("*.cuh")) + sources:
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
@@ -41,14 +42,16 @@ def shims() -> list[Path]:
     return sorted(HERE.glob("host_*.cpp"))
 
 
-def build(sanitize: bool = False) -> Path:
-    """Compile the shim into a shared object (cached) and return its path."""
+def build(sanitize: bool = False, sources: list[Path] | None = None, libs: tuple[str, ...] = (),
+          name: str = "gpudcm_host") -> Path:
+    """Compile the shims (or `sources`, linked with `libs`) into a shared object (cached); its path."""
+    sources = shims() if sources is None else sources
     flags = BASE_FLAGS + (SANITIZE_FLAGS if sanitize else ["-O2"])
-    out = BUILD_DIR / f"gpudcm_host_{'san' if sanitize else 'opt'}_{_digest(flags)}.so"
+    out = BUILD_DIR / f"{name}_{'san' if sanitize else 'opt'}_{_digest(flags + list(libs), sources)}.so"
     if not out.exists():
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [CXX, *flags, f"-I{kernel_dir()}", *map(str, shims()), "-o", str(tmp)]
+        cmd = [CXX, *flags, f"-I{kernel_dir()}", *map(str, sources), "-o", str(tmp), *libs]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(f"host build failed: {' '.join(cmd)}\n{proc.stderr}")
@@ -66,19 +69,75 @@ def sanitizer_env() -> dict[str, str]:
     return env
 
 
-def run_sanitized(args: list[str], expect: str, timeout: float = 600) -> str:
-    """Run ``python <args>`` from the repository root with the sanitized build preloaded; assert it exits
-    cleanly with no AddressSanitizer/UBSan report and prints `expect` (a regex); return its stdout."""
-    import re
+SANITIZER_LIVE = "AddressSanitizer live"
+
+
+def sanitizer_line() -> str:
+    """What a fuzzer prints last: only a process running under AddressSanitizer finds the red zone after
+    a fresh 16-byte malloc poisoned; a run without the sanitizer says so (and its test fails)."""
+    libc = ctypes.CDLL(None)
+    probe = getattr(libc, "__asan_address_is_poisoned", None)
+    if probe is None:
+        return "AddressSanitizer NOT loaded"
+    probe.restype, probe.argtypes = ctypes.c_int, [ctypes.c_void_p]
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    block = libc.malloc(16)
+    try:
+        live = probe(block + 16) == 1 and probe(block) == 0
+    finally:
+        libc.free(block)
+    return SANITIZER_LIVE if live else "AddressSanitizer loaded but its red zones are off"
+
+
+class Exact:
+    """Copies of arrays in malloc'd blocks of exactly their size: Python's own buffers sit in pymalloc
+    arenas (and NumPy keeps a cache of small blocks) where AddressSanitizer cannot see a read one byte past
+    the end; these have a red zone there."""
+
+    def __init__(self) -> None:
+        self.blocks: list[int] = []
+        self._libc = ctypes.CDLL(None)
+        self._libc.malloc.restype, self._libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        self._libc.free.argtypes = [ctypes.c_void_p]
+
+    def __call__(self, arr: np.ndarray) -> np.ndarray:
+        arr = np.ascontiguousarray(arr)
+        if arr.nbytes == 0:
+            return arr
+        block = self._libc.malloc(arr.nbytes)
+        self.blocks.append(block)
+        view = np.ctypeslib.as_array((ctypes.c_uint8 * arr.nbytes).from_address(block)).view(arr.dtype)
+        view[...] = arr.reshape(-1)
+        return view.reshape(arr.shape)
+
+    def free(self) -> None:
+        for block in self.blocks:
+            self._libc.free(block)
+        self.blocks.clear()
+
+
+def check_sanitized(returncode: int, stdout: str, stderr: str, expect: str) -> re.Match:
+    """Assert a sanitized run was clean: exit status 0 (ASan/UBSan abort on the first report), no report on
+    stderr, the live-sanitizer line, and `expect` (a regex over the counts) in stdout; return its match."""
+    tail = stdout[-3000:] + stderr[-3000:]
+    assert returncode == 0, f"rc {returncode}\n{tail}"
+    assert "ERROR: AddressSanitizer" not in stderr and "runtime error" not in stderr, tail
+    assert SANITIZER_LIVE in stdout, tail
+    match = re.search(expect, stdout)
+    assert match, tail
+    return match
+
+
+def run_sanitized(args: list[str], expect: str, timeout: float = 600) -> re.Match:
+    """Run ``python <args>`` from the repository root with the sanitized build preloaded, check it with
+    :func:`check_sanitized` and return the match of `expect` (its groups: the counts it printed)."""
     import sys
 
     build(sanitize=True)
     root = HERE.parent.parent
     proc = subprocess.run([sys.executable, *args], cwd=root, env=sanitizer_env(), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "ERROR: AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr, proc.stderr[-3000:]
-    assert re.search(expect, proc.stdout), proc.stdout[-3000:]
-    return proc.stdout.strip()
+    return check_sanitized(proc.returncode, proc.stdout, proc.stderr, expect)
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,5 +185,22 @@ def host_ybr_launcher(sanitize: bool = False):
         assert arr.itemsize * 8 == plan.bits
         g = plan.geometry
         return fn(plan.bits, g.grid, g.block, ptr(arr), plan.n_pixels, plan.flags)
+
+    return launch
+
+
+def host_upsample_launcher(sanitize: bool = False):
+    """A launcher with cupy_upsample_launcher's signature that runs the host build instead."""
+    from gpudcm.cuda.upsample import UpsampleLaunch
+
+    u32, u64, vp = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
+    fn = function("gpudcm_host_upsample", u32, [u32, u32, vp, u64, u32, u32, u32, u32, u64, vp, vp], sanitize)
+
+    def launch(plan: UpsampleLaunch, src: np.ndarray, out: np.ndarray) -> int:
+        src = np.ascontiguousarray(src, dtype=np.uint8)
+        assert out.flags.c_contiguous and out.dtype == np.uint8 and out.size == plan.n_elements
+        meta = plan.meta_array()
+        g = plan.geometry
+        return fn(g.grid, g.block, ptr(src), src.size, *[int(s) for s in plan.scalars()], ptr(meta), ptr(out))
 
     return launch

@@ -1,0 +1,245 @@
+"""The one place the slide code reads and decodes tiles: frame bytes of an instance, and a batch of them
+decoded into one preallocated output (pydicom's values: colour converted as pydicom converts).
+
+Reading goes through gpudcm's frame extents; decoding on the CPU uses the fastest installed codec that
+gives pydicom's values (imagecodecs' libjpeg-turbo / OpenJPEG, which release the GIL, on threads; pydicom's
+own decoder for everything else), on the device the batched nvJPEG / nvImageCodec path of
+:mod:`gpudcm.cuda.jpeg_path` (behind `ops`, so CI drives it with the host stand-ins).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.pixels.processing import convert_color_space
+from pydicom.uid import UID
+
+from .. import cpu
+from ..errors import DecodeError, GpudcmError
+from ..frames import frame_bytes, frame_extents
+from ..jpeg_markers import parse_j2k
+from ..routing import J2K_SYNTAXES, JPEG_SYNTAXES
+from ..spec import PixelSpec, pixel_spec
+
+_JPEG_8BIT = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
+
+
+class FrameReader:
+    """The pixel element of one instance file, parsed and validated on first use (thread-safe)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._opened: tuple[Any, PixelSpec, list] | None = None
+
+    def __getstate__(self) -> dict:  # DataLoader workers started with spawn: reopened there on first use
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    def _open(self) -> tuple[Any, PixelSpec, list]:
+        with self._lock:
+            if self._opened is None:
+                from ..api import _extended_offsets, _prepare
+
+                ds, spec = _prepare(self.path)
+                frames = frame_extents(spec, ds[spec.pixel_keyword].value, extended_offsets=_extended_offsets(ds))
+                self._opened = (ds, spec, frames)
+            return self._opened
+
+    @property
+    def spec(self) -> PixelSpec:
+        return self._open()[1]
+
+    def subset(self, indices: Sequence[int]) -> tuple[Any, PixelSpec]:
+        """A header-only copy of this instance holding just the encapsulated frames `indices`, and its
+        spec: one multi-frame source for gpudcm's batched device path."""
+        frames = self.read(indices)
+        ds, spec, _ = self._open()
+        sub = Dataset()
+        for elem in ds:
+            if elem.tag != 0x7FE00010:
+                sub.add(elem)
+        sub.file_meta = ds.file_meta
+        sub.NumberOfFrames = len(frames)
+        sub.PixelData = encapsulate([bytes(f) for f in frames])
+        sub["PixelData"].VR = "OB"
+        sub["PixelData"].is_undefined_length = True
+        return sub, pixel_spec(sub, source=spec.source)
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        """The bytes of frames `indices` (0-based within this file)."""
+        ds, spec, frames = self._open()
+        buffer = ds[spec.pixel_keyword].value
+        out = []
+        for i in indices:
+            if not 0 <= i < min(len(frames), spec.number_of_frames):
+                raise GpudcmError(f"{spec.source}: frame {i} is not in the file ({len(frames)} frames)")
+            out.append(bytes(frame_bytes(buffer, frames[i])))
+        return out
+
+
+def read_tile_bytes(reader: FrameReader, frame_indices: Sequence[int]) -> list[bytes]:
+    """The encoded bytes of the frames `frame_indices` of one instance."""
+    return reader.read(frame_indices)
+
+
+def _imagecodecs():
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    return imagecodecs
+
+
+def _pixel_options(spec: PixelSpec) -> dict:
+    return dict(rows=spec.rows, columns=spec.columns, samples_per_pixel=spec.samples_per_pixel,
+                bits_allocated=spec.bits_allocated, bits_stored=spec.bits_stored,
+                pixel_representation=spec.pixel_representation, planar_configuration=spec.planar_configuration,
+                photometric_interpretation=spec.photometric_interpretation, number_of_frames=1,
+                pixel_keyword=spec.pixel_keyword, pixel_vr=spec.pixel_vr)
+
+
+def cpu_tile_decoder(spec: PixelSpec, *, exact: bool = True) -> tuple[Callable[[bytes], np.ndarray], bool]:
+    """A function decoding one tile's bytes, shaped ``spec.frame_shape``, and whether its output is
+    already colour converted (else: pydicom's raw values, converted after the batch).
+
+    JPEG 2000 / HTJ2K: imagecodecs' OpenJPEG (bit-exact with pydicom's plugin, GIL released); other
+    syntaxes: pydicom's decoder on the single frame. Lossy 8-bit JPEG with ``exact=False``: libjpeg-turbo
+    through imagecodecs with its own YCbCr -> RGB, as wsidicom decodes (within 5 levels of pydicom's
+    libjpeg 9 decode, 10x faster); with ``exact=True`` pydicom's own plugin (pydicom's values)."""
+    ts = str(spec.transfer_syntax)
+    ic = _imagecodecs()
+    if not exact and ic is not None and ts in _JPEG_8BIT and spec.bits_allocated == 8 and ic.JPEG8.available:
+        rgb = spec.samples_per_pixel == 3 and spec.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
+        # stored RGB stays as stored (as wsidicom asks libjpeg-turbo too)
+        kw = {"colorspace": "RGB", "outcolorspace": "RGB"} if spec.photometric_interpretation == "RGB" else {}
+
+        def jpeg(data: bytes) -> np.ndarray:
+            return ic.jpeg8_decode(data, **kw).reshape(spec.frame_shape)
+
+        return jpeg, rgb
+    if ic is not None and ts in J2K_SYNTAXES and ic.JPEG2K.available:
+        from ..cuda.j2k import pydicom_j2k_finish
+
+        def j2k(data: bytes) -> np.ndarray:
+            raw = ic.jpeg2k_decode(data)
+            return pydicom_j2k_finish(raw.reshape(spec.frame_shape), parse_j2k(data[:65536]), spec)
+
+        return j2k, False
+    decoder = cpu.decoder_for(spec)
+    opts = _pixel_options(spec)
+
+    def generic(data: bytes) -> np.ndarray:
+        src = encapsulate([data]) if spec.is_encapsulated else data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            arr, _ = decoder.as_array(src, raw=True, **opts)
+        return cpu.native_order(arr).reshape(spec.frame_shape)
+
+    return generic, False
+
+
+def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
+    """The photometric interpretation pydicom gives the decoded frames of `spec`."""
+    from ..cuda.jpeg_path import conformed_photometric as jpeg_pi
+
+    if first_frame is not None and str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
+        return jpeg_pi(spec, first_frame)
+    return spec.photometric_interpretation
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The tile thread pool of this process (a forked DataLoader worker makes its own)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="gpudcm-tiles"))
+    return _pool[1]
+
+
+Sink = Callable[[int, np.ndarray], None]
+
+
+def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink, threads: int | None, exact: bool,
+                to_rgb: bool) -> None:
+    """Decode `frames` on the thread pool (``threads=1``: here, serially), each tile handed to
+    ``sink(k, tile)`` in the thread that decoded it; `to_rgb` converts YBR tiles as pydicom does."""
+    decode, converted = cpu_tile_decoder(spec, exact=exact)
+    convert = to_rgb and not converted
+
+    def one(k: int) -> None:
+        try:
+            tile = decode(frames[k])
+        except GpudcmError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"{UID(str(spec.transfer_syntax)).name} tile decode failed: {type(exc).__name__}: {exc}",
+                              source=spec.source, frame=k) from exc
+        sink(k, convert_color_space(tile, "YBR_FULL", "RGB") if convert else tile)
+
+    if threads == 1 or len(frames) < 2:
+        for k in range(len(frames)):
+            one(k)
+    else:
+        list(_threads().map(one, range(len(frames))))
+
+
+def _store(out) -> Sink:
+    def sink(k: int, tile: np.ndarray) -> None:
+        out[k] = tile
+
+    return sink
+
+
+def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, *, ops=None, decoders=None,
+                 threads: int | None = None, raw: bool = False, exact: bool = True, sink: Sink | None = None):
+    """Read and decode the frames `indices` (0-based in the file) of the instance behind `reader` into
+    `out` (shape (n, *spec.frame_shape), NumPy for ``device="cpu"``, the device array module otherwise)
+    and return it with pydicom's values: YBR converted to RGB as pydicom converts (``raw=True`` keeps the
+    stored components).
+
+    On the CPU a `sink` (``sink(k, tile)``, called from the decoding thread) may take each tile instead
+    of `out` (a region reader pastes tiles where they go without a second pass). On the device the tiles
+    go through gpudcm's JPEG-family device path as one multi-frame source (nvJPEG / nvImageCodec batches,
+    per-frame CPU fallback) behind `ops` (default: a CupyOps leased from the pool) and `decoders` (default: the real
+    libraries). ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`)."""
+    spec = reader.spec
+    if not indices:
+        return out
+    if device != "cpu" and ops is None:  # a pooled CupyOps for this call (gpudcm/cuda/ops.py lease_ops)
+        from ..cuda.ops import lease_ops
+
+        with lease_ops() as leased:
+            return decode_tiles(reader, indices, device, out, ops=leased, decoders=decoders, threads=threads,
+                                raw=raw, exact=exact, sink=sink)
+    if device == "cpu" or str(spec.transfer_syntax) not in JPEG_SYNTAXES | J2K_SYNTAXES:
+        frames = read_tile_bytes(reader, indices)
+    if device == "cpu":
+        to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
+        _decode_cpu(spec, frames, sink or _store(out), threads, exact, to_rgb)
+        return out
+    if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
+        from ..cuda.jpeg_path import decode_jpeg_family
+
+        ds, sub = reader.subset(list(indices))
+        arr, _ = decode_jpeg_family(ds, sub, index=None, raw=raw, as_rgb=True, ops=ops, env=ops.jpeg_env,
+                                    decoders=decoders or ops.jpeg_decoders)
+        out[...] = arr.reshape(out.shape)
+        return out
+    host = np.empty(out.shape, out.dtype)  # native / RLE tiles: decoded here, one copy to the device
+    to_rgb = not raw and spec.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
+    _decode_cpu(spec, frames, _store(host), threads, True, to_rgb)
+    out[...] = ops.xp.asarray(host)
+    return out
