@@ -98,6 +98,10 @@ def test_lossy_colour_jpeg_goes_to_pydicoms_plugin():
     ds, spec, extents = _frames(path)
     backend, why = codecs.choose(spec, codecs.frame_info(spec, frame_bytes(ds.PixelData, extents[0])))
     assert backend.name == "pydicom-plugins" and "lossy colour JPEG" in why
+    grey = next(p for p in FILES if p.name == "JPGExtended.dcm")
+    ds, spec, extents = _frames(grey)
+    backend, why = codecs.choose(spec, codecs.frame_info(spec, frame_bytes(ds.PixelData, extents[0])))
+    assert backend.name == "pydicom-plugins" and "lossy JPEG" in why
 
 
 def test_bad_scan_raises_like_pydicom():
