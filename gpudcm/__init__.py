@@ -5,6 +5,7 @@ from .capabilities import Capability, backend_for, capabilities
 from .errors import DecodeError, DeviceUnavailable, GpudcmError, InvalidPixelData, UnsupportedTransferSyntax
 from .frames import Extent, frame_extents
 from .preprocessing import preprocess
+from .reader import PixelReader, open_pixels
 from .spec import PixelSpec, pixel_spec
 from .viewing import contact_sheet, render, show
 from .transforms import (
@@ -28,6 +29,7 @@ __all__ = [
     "Extent",
     "GpudcmError",
     "InvalidPixelData",
+    "PixelReader",
     "PixelSpec",
     "Requantized",
     "UnsupportedTransferSyntax",
@@ -45,6 +47,7 @@ __all__ = [
     "decode_batch",
     "frame_extents",
     "iter_frames",
+    "open_pixels",
     "pixel_array",
     "pixel_spec",
     "preprocess",

@@ -6,118 +6,202 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
-from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless
 
-from . import cpu
 from .capabilities import backend_for
 from .cuda.runtime import on_device, resolve_device
 from .errors import GpudcmError, UnsupportedTransferSyntax
-from .frames import check_codestream_sizes, check_rle_capacity, encapsulated_extents
-from .frames import extended_offsets as _extended_offsets
-from .source import Source, load_dataset, source_name
-from .spec import PixelSpec, pixel_spec
-
-
-def _validated(ds, name: str):
-    spec = pixel_spec(ds, source=name)
-    if spec.is_encapsulated:
-        # checks every fragment and offset table entry before any decoder sees the bytes
-        frames = encapsulated_extents(spec, ds.PixelData, extended_offsets=_extended_offsets(ds))
-        if spec.transfer_syntax == RLELossless:
-            check_rle_capacity(spec, frames)
-        else:
-            check_codestream_sizes(spec, ds.PixelData, frames)
-    return ds, spec
+from .frame_decode import check_out, decode_frames, iter_decode
+from .reader import PixelReader, open_pixels, reading
+from .reader import _extended_offsets as extended_offsets_of
+from .source import Source, source_name
+from .spec import PixelSpec
 
 
 def _prepare(src: Source):
-    """Parse and validate `src`: the pixel module and pixel element only, as pydicom's path reader does,
-    with a full ``dcmread`` as the second opinion (it copes with files whose encoding contradicts
-    their meta, e.g. implicit VR data under an explicit VR transfer syntax)."""
-    ds, name = load_dataset(src, header_only=True)
-    try:
-        return _validated(ds, name)
-    except GpudcmError:
-        if ds is src:
-            raise
-    return _validated(*load_dataset(src))
+    """Parse and validate `src` through the lazy reader and return ``(dataset, spec)`` with the pixel
+    element in the dataset (for callers that ship or hold the element's bytes, e.g. loader workers)."""
+    with open_pixels(src) as reader:
+        return reader.dataset(), reader.spec
 
 
-def _device_decode(prepared: Sequence[tuple[Any, PixelSpec]], ops, *, index, raw: bool, as_rgb: bool, stack: bool = False,
+def _extended_offsets(ds) -> tuple[Any, Any] | None:
+    return extended_offsets_of(ds)
+
+
+def _as_reader(item) -> PixelReader:
+    """A reader for a ``(dataset, spec)`` pair (the dataset holds its element) or the reader itself."""
+    if isinstance(item, PixelReader):
+        return item
+    ds, spec = item
+    return PixelReader(ds, spec, ds[spec.pixel_keyword].value, dataset_given=True)
+
+
+Selection = Union[int, list, None]  # one frame, frames in order (always with a frame axis), or all
+
+
+def _selected(spec: PixelSpec, sel: Selection) -> list[int]:
+    if sel is None:
+        return list(range(spec.number_of_frames))
+    return [sel] if isinstance(sel, int) else list(sel)
+
+
+def _shape_of(spec: PixelSpec, sel: Selection) -> tuple[int, ...]:
+    return (len(sel), *spec.frame_shape) if isinstance(sel, list) else spec.shape(sel)
+
+
+def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_rgb: bool, stack: bool = False,
                    infos: list | None = None):
-    """Decode parsed sources on the device behind `ops` (CuPy, or the host stand-in in CI): native frames
-    batched through the pipeline, RLE files batched per layout, YBR converted by the colour kernel, the
-    rest decoded by pydicom on the CPU and copied over; JPEG-family frames routed one by one (nvJPEG,
-    nvImageCodec or the CPU plugin). Returns a list, or one array with `stack`; `infos` (a list) receives
-    one FrameInfo per decoded frame."""
+    """Decode sources on the device behind `ops` (CuPy, or the host stand-in in CI): native frames
+    batched through the pipeline (read from the file straight into the staging buffer), RLE files batched
+    per layout, YBR converted by the colour kernel, the rest decoded by pydicom on the CPU and copied over;
+    JPEG-family frames routed one by one (nvJPEG, nvImageCodec or the CPU plugin). `prepared` holds
+    :class:`PixelReader` objects (or ``(dataset, spec)`` pairs); `index` selects frames (an int, a list,
+    or None for all). Returns a list, or one array with `stack`; `infos` (a list) receives one FrameInfo
+    per decoded frame."""
     from .cuda.colour import needs_rgb_conversion, ybr_to_rgb
     from .cuda.pipeline import Request, decode_native_batch, stackable
     from .cuda.jpeg_path import decode_jpeg_family
     from .cuda.rle import RleRequest, decode_rle_batch, layout_key
     from .routing import FrameInfo
 
-    results: list[Any] = [None] * len(prepared)
+    readers = [_as_reader(p) for p in prepared]
+    sels = [_selection(r, None, index) if isinstance(index, (list, tuple, slice)) else _selection(r, index, None)
+            for r in readers]
+    results: list[Any] = [None] * len(readers)
     native: list[int] = []
     rle: dict[tuple, list[int]] = {}
-    for i, (ds, spec) in enumerate(prepared):
+    rle_src: dict[int, tuple] = {}
+    for i, reader in enumerate(readers):
+        spec, sel = reader.spec, sels[i]
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
         if infos is not None and cap.backend in ("kernel", "cpu-plugin"):
-            infos += [FrameInfo(spec.source, f, cap.backend, cap.reason) for f in _frame_numbers(spec, index)]
+            infos += [FrameInfo(spec.source, f, cap.backend, cap.reason) for f in _selected(spec, sel)]
         if cap.backend == "kernel" and spec.transfer_syntax == RLELossless:
             rle.setdefault(layout_key(spec), []).append(i)
+            rle_src[i] = _encapsulated_source(reader, sel)
         elif cap.backend == "kernel":
             native.append(i)
         elif cap.backend in ("nvjpeg", "j2k"):
-            results[i], frame_infos = decode_jpeg_family(
-                ds, spec, index=index, raw=raw, as_rgb=as_rgb, ops=ops, env=ops.jpeg_env,
+            ds, sub, sub_index = _encapsulated_source(reader, sel)
+            arr, frame_infos = decode_jpeg_family(
+                ds, sub, index=sub_index, raw=raw, as_rgb=as_rgb, ops=ops, env=ops.jpeg_env,
                 decoders=ops.jpeg_decoders, extended_offsets=_extended_offsets(ds))
+            results[i] = arr if sel is None else arr.reshape(_shape_of(spec, sel))
             if infos is not None:
-                infos += frame_infos
+                infos += [FrameInfo(f.source, _selected(spec, sel)[f.frame], f.backend, f.reason)
+                          for f in frame_infos]
         elif cap.backend == "cpu-plugin":
-            results[i] = ops.xp.asarray(cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb))
+            results[i] = ops.xp.asarray(_cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb))
         else:
             raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
     launch_rle, launch_native = ops.rle_launchers if rle else (None, None)
     for group in rle.values():  # RLE Lossless: one RLE launch (and one native launch) per layout
-        requests = [RleRequest(prepared[i][1], prepared[i][0].PixelData, index, _extended_offsets(prepared[i][0]))
+        requests = [RleRequest(rle_src[i][1], rle_src[i][0].PixelData, rle_src[i][2], _extended_offsets(rle_src[i][0]))
                     for i in group]
         decoded = decode_rle_batch(requests, launch_rle=launch_rle, launch_native=launch_native, xp=ops.xp,
                                    staging=lambda n: ops.pinned(0, n))
         for i, arr in zip(group, decoded):
-            if needs_rgb_conversion(prepared[i][1], raw, as_rgb):
+            if needs_rgb_conversion(readers[i].spec, raw, as_rgb):
                 arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)
-            results[i] = arr
+            results[i] = arr if sels[i] is None else arr.reshape(_shape_of(readers[i].spec, sels[i]))
     if native:
-        requests = [Request(prepared[i][1], prepared[i][0][prepared[i][1].pixel_keyword].value, index) for i in native]
-        whole = stack and len(native) == len(prepared) and stackable(requests)
+        requests = [Request(readers[i].spec, readers[i], sels[i]) for i in native]
+        whole = stack and len(native) == len(readers) and stackable(requests)
         decoded = decode_native_batch(requests, ops, stack=whole)
         for k, i in enumerate(native):
             arr = decoded[k]
-            if needs_rgb_conversion(prepared[i][1], raw, as_rgb):
+            if needs_rgb_conversion(readers[i].spec, raw, as_rgb):
                 arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)  # in place (a view of a stack too)
             results[i] = arr
         if whole:
             return decoded
     if not stack:
         return results
-    return _stack(results, [spec.source for _, spec in prepared], ops.xp)
+    return _stack(results, [r.spec.source for r in readers], ops.xp)
 
 
-def _frame_numbers(spec: PixelSpec, index: int | None) -> list[int]:
-    return [index] if index is not None else list(range(spec.number_of_frames))
+def _encapsulated_source(reader: PixelReader, sel: Selection) -> tuple:
+    """(dataset, spec, index) a dataset-based device decoder reads: the whole element for all frames,
+    else a dataset of only the selected frames (read now, nothing else)."""
+    if sel is None:
+        return reader.dataset(), reader.spec, None
+    ds, sub = reader.subset(_selected(reader.spec, sel))
+    return ds, sub, (0 if isinstance(sel, int) else None)
 
 
-def _cuda_decode(ds, spec: PixelSpec, index: int | None, raw: bool, as_rgb: bool, device: str = "cuda"):
-    return _cuda_batch([(ds, spec)], device, index=index, raw=raw, as_rgb=as_rgb)[0]
+def _cpu_decode(reader: PixelReader, sel: Selection, *, raw: bool, as_rgb: bool, out=None, threads: int | None = None):
+    if sel is None:
+        return decode_frames(reader, None, out=out, raw=raw, as_rgb=as_rgb, threads=threads)
+    if isinstance(sel, int):
+        flat = None if out is None else out.reshape((1, *reader.spec.frame_shape))
+        arr = decode_frames(reader, [sel], out=flat, raw=raw, as_rgb=as_rgb, threads=threads)
+        return arr.reshape(reader.spec.frame_shape) if out is None else out
+    return decode_frames(reader, sel, out=out, raw=raw, as_rgb=as_rgb, threads=threads)
+
+
+def _selection(reader: PixelReader, index, indices) -> Selection:
+    """One frame (`index`), a subset (`indices`: ints or a slice, negative counting from the end), or all."""
+    if index is not None and indices is not None:
+        raise GpudcmError(f"{reader.name}: give index= or indices=, not both")
+    if index is not None:
+        return reader.check_indices([index])[0]
+    if indices is not None:
+        return reader.check_indices(indices)
+    return None
+
+
+def _device_into(arr, out, name: str):
+    if out is None:
+        return arr
+    check_out(out, arr.shape, arr.dtype, name)
+    out[...] = arr
+    return out
+
+
+def pixel_array(
+    src: Source,
+    *,
+    index: int | None = None,
+    indices: Iterable[int] | slice | None = None,
+    device: str = "auto",
+    raw: bool = False,
+    as_rgb: bool = True,
+    out=None,
+):
+    """Decode the pixel data of `src` (path, file-like, bytes or pydicom Dataset).
+
+    Returns all frames (``index=None``) or the frame `index` shaped as pydicom shapes them:
+    (rows, cols[, samples]) or (frames, rows, cols[, samples]); ``indices=[...]`` (or a slice) returns
+    those frames as (len, rows, cols[, samples]). Negative numbers count from the end, as in Python. Only
+    the frames asked for are read from a path or file-like. ``out=`` (NumPy on the CPU, CuPy on CUDA, of
+    the result's shape and dtype, checked before anything is read) receives the frames.
+    NumPy on the CPU, CuPy on CUDA. ``raw=True`` skips colour conversion; ``as_rgb=False`` keeps YBR
+    data as YBR.
+    """
+    dev = resolve_device(device)
+    with reading(src) as reader:
+        sel = _selection(reader, index, indices)
+        if out is not None:
+            check_out(out, _shape_of(reader.spec, sel) if sel is not None or not reader.spec.is_encapsulated
+                      or len(reader.frames) <= reader.spec.number_of_frames else out.shape,
+                      reader.spec.dtype, reader.name)
+        if dev == "cpu":
+            if out is not None and not isinstance(out, np.ndarray):
+                raise GpudcmError(f"{reader.name}: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
+            return _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=out)
+        return _device_into(_cuda_decode(reader, sel, raw, as_rgb, device), out, reader.name)
+
+
+def _cuda_decode(reader: PixelReader, sel: Selection, raw: bool, as_rgb: bool, device: str = "cuda"):
+    return _cuda_batch([reader], device, index=sel, raw=raw, as_rgb=as_rgb)[0]
 
 
 def _cuda_batch(prepared, device: str, **kwargs):
@@ -129,46 +213,25 @@ def _cuda_batch(prepared, device: str, **kwargs):
         return _device_decode(prepared, ops, **kwargs)
 
 
-def pixel_array(
-    src: Source,
-    *,
-    index: int | None = None,
-    device: str = "auto",
-    raw: bool = False,
-    as_rgb: bool = True,
-):
-    """Decode the pixel data of `src` (path, file-like, bytes or pydicom Dataset).
-
-    Returns all frames (``index=None``) or the frame `index` shaped as pydicom shapes them:
-    (rows, cols[, samples]) or (frames, rows, cols[, samples]). NumPy on the CPU, CuPy on CUDA.
-    ``raw=True`` skips colour conversion; ``as_rgb=False`` keeps YBR data as YBR.
-    """
-    dev = resolve_device(device)
-    ds, spec = _prepare(src)
-    if index is not None:
-        index = spec.check_index(index)
-    if dev == "cpu":
-        return cpu.decode(ds, spec, index=index, raw=raw, as_rgb=as_rgb)
-    return _cuda_decode(ds, spec, index, raw, as_rgb, device)
-
-
 def iter_frames(
     src: Source,
     *,
-    indices: Iterable[int] | None = None,
+    indices: Iterable[int] | slice | None = None,
     device: str = "auto",
     raw: bool = False,
     as_rgb: bool = True,
 ) -> Iterator:
-    """Yield frames of `src` one at a time (all, or those in `indices`), each shaped (rows, cols[, samples])."""
+    """Yield frames of `src` one at a time (all, or those in `indices`; negative ones count from the end),
+    each shaped (rows, cols[, samples]). Each frame is read from the file when it is reached: memory
+    stays at one frame and its compressed bytes."""
     dev = resolve_device(device)
-    ds, spec = _prepare(src)
-    wanted = [spec.check_index(i) for i in indices] if indices is not None else None
-    if dev == "cpu":
-        yield from cpu.iter_decode(ds, spec, wanted, raw=raw, as_rgb=as_rgb)
-        return
-    for i in wanted if wanted is not None else range(spec.number_of_frames):
-        yield _cuda_decode(ds, spec, i, raw, as_rgb, device)
+    with reading(src) as reader:
+        wanted = reader.check_indices(indices) if indices is not None else range(reader.spec.number_of_frames)
+        if dev == "cpu":
+            yield from iter_decode(reader, wanted, raw=raw, as_rgb=as_rgb)
+            return
+        for i in wanted:
+            yield _cuda_decode(reader, i, raw, as_rgb, device)
 
 
 def decode_batch(
@@ -184,15 +247,17 @@ def decode_batch(
     on_error: str = "raise",
     return_info: bool = False,
     progress: bool | Callable[[int, int], None] = False,
+    out=None,
 ) -> list | Any:
     """Decode many sources; results keep input order.
 
-    `workers` threads parse and decode on the CPU. The default on the CPU is all cores when the codecs of
-    the first source release the GIL (gpudcm.codecs: imagecodecs and NumPy do, pydicom's plugins do not),
-    else 1; a single source spends them on its frames (or, for GIL-holding codecs, on worker processes).
-    On CUDA the default is 1.
-    On CUDA the native frames of all sources are batched through the device pipeline.
-    ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype.
+    Each source is opened with the lazy reader and only its frames (all, or frame `index`) are read, when
+    the batch reaches them. `workers` threads parse and decode on the CPU. The default is 1: pydicom and
+    the codec plugins installed today hold the GIL while they work, and two threads measured 0.35x to
+    1.6x of a serial loop (benchmarks/results/cpu-dev-machine.md); more threads pay off for slow storage
+    or GIL-free codecs. On CUDA the native frames of all sources are batched through the device pipeline.
+    ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype;
+    ``out=`` (implies ``stack``) is a preallocated (sources, *shape) NumPy/CuPy array that receives it.
     ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
     ``return_info=True`` also returns one :class:`gpudcm.routing.FrameInfo` per frame: which
     backend decoded it (kernel, nvjpeg, j2k, cpu-plugin) and why.
@@ -205,9 +270,15 @@ def decode_batch(
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
     dev = resolve_device(device)
     sources = list(sources)
+    if out is not None:
+        if on_error != "raise":
+            raise ValueError("out= needs on_error='raise' (a failed source has no slot to fill)")
+        if len(out) != len(sources):
+            raise GpudcmError(f"out= holds {len(out)} item(s) for {len(sources)} source(s)")
+        stack = True
     with _progress(progress, len(sources)) as tick:
         return _decode_batch(sources, dev, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb, stack=stack,
-                             workers=workers, on_error=on_error, return_info=return_info, device=device)
+                             workers=workers, on_error=on_error, return_info=return_info, out=out, device=device)
 
 
 @contextmanager
@@ -237,11 +308,11 @@ def _progress(progress: bool | Callable[[int, int], None], total: int) -> Iterat
 
 
 def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, stream, index, raw, as_rgb, stack, workers,
-                  on_error, return_info, device: str):
+                  on_error, return_info, out, device: str):
     if dev == "cuda":
         on_cuda = device if device and device.lower().startswith("cuda") else "cuda"
         return _decode_batch_cuda(sources, on_cuda, tick, stream=stream, index=index, raw=raw, as_rgb=as_rgb,
-                                  stack=stack, workers=workers, on_error=on_error, return_info=return_info)
+                                  stack=stack, workers=workers, on_error=on_error, return_info=return_info, out=out)
 
     from .routing import FrameInfo
 
@@ -250,26 +321,32 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
     if workers is None and len(sources) > 1:
         workers = _cpu_workers(sources)
 
-    def one(src: Source):
-        result = _one(src)
+    def one(k: int):
+        result = _one(k)
         tick(result)
         return result
 
-    def _one(src: Source):
+    def _one(k: int):
+        src = sources[k]
         try:
-            ds, spec = _prepare(src)
-            arr = cpu.decode(ds, spec, index=None if index is None else spec.check_index(index), raw=raw, as_rgb=as_rgb,
-                             threads=frame_threads)
-            infos.extend(FrameInfo(spec.source, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
-                         for f in _frame_numbers(spec, index))
+            with reading(src) as reader:  # opened when the batch reaches it; only its frames are read
+                sel = None if index is None else reader.check_indices([index])[0]
+                slot = None if out is None else out[k]
+                arr = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot, threads=frame_threads)
+                infos.extend(FrameInfo(reader.name, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
+                             for f in _selected(reader.spec, sel))
             return arr
         except GpudcmError as exc:
             if on_error == "return":
                 return exc
             raise
 
-    results = _map(one, sources, workers if len(sources) > 1 else 1)
-    if stack:
+    if out is not None and not isinstance(out, np.ndarray):
+        raise GpudcmError(f"decode_batch: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
+    results = _map(one, list(range(len(sources))), workers if len(sources) > 1 else 1)
+    if out is not None:
+        results = out
+    elif stack:
         results = _stack(results, [source_name(s) for s in sources], np)
     if return_info:
         order = {source_name(s): k for k, s in enumerate(sources)}
@@ -279,43 +356,51 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
 
 
 def _decode_batch_cuda(sources: list, device: str, tick: Callable[[Any], None], *, stream, index, raw: bool,
-                       as_rgb: bool, stack: bool, workers: int | None, on_error: str, return_info: bool):
-    """decode_batch on CUDA: sources parsed on `workers` CPU threads, then decoded in one device batch
-    on this thread. With ``on_error="return"`` a source that fails to parse gets its exception in its
+                       as_rgb: bool, stack: bool, workers: int | None, on_error: str, return_info: bool, out=None):
+    """decode_batch on CUDA: sources opened by the lazy reader on `workers` CPU threads (headers and
+    extents only), then decoded in one device batch on this thread (frames read from the files into the
+    staging buffer). With ``on_error="return"`` a source that fails to open gets its exception in its
     slot and the rest still decode as one batch; should the batch itself fail, its sources are decoded
-    one by one so the failure lands on the source that caused it."""
+    one by one so the failure lands on the source that caused it. `out` (CuPy) receives the stack."""
 
     def prepare(src):
         try:
-            out = _prepare(src)
+            reader = open_pixels(src)
         except GpudcmError as exc:
             if on_error == "raise":
                 raise
-            out = exc
-        tick(out if isinstance(out, Exception) else None)
-        return out
+            reader = exc
+        tick(reader if isinstance(reader, Exception) else None)
+        return reader
 
-    prepared = _map(prepare, sources, workers)  # parse (and read bytes) on CPU threads
+    prepared = _map(prepare, sources, workers)
     good = [k for k, p in enumerate(prepared) if not isinstance(p, Exception)]
+    opened = [p for p, s in zip(prepared, sources) if isinstance(p, PixelReader) and p is not s]
     infos: list | None = [] if return_info else None
     results: list[Any] = list(prepared)
-    with stream if stream is not None else nullcontext():
-        try:
-            decoded = _cuda_batch([prepared[k] for k in good], device, index=index, raw=raw, as_rgb=as_rgb,
-                                  stack=stack and len(good) == len(sources), infos=infos)
-        except GpudcmError:
-            if on_error == "raise":
-                raise
-            decoded, infos = _one_by_one([prepared[k] for k in good], device, index, raw, as_rgb, infos)
-        else:
-            if stack and len(good) == len(sources):
-                return (decoded, infos) if return_info else decoded
+    try:
+        with stream if stream is not None else nullcontext():
+            try:
+                decoded = _cuda_batch([prepared[k] for k in good], device, index=index, raw=raw, as_rgb=as_rgb,
+                                      stack=stack and len(good) == len(sources), infos=infos)
+            except GpudcmError:
+                if on_error == "raise":
+                    raise
+                decoded, infos = _one_by_one([prepared[k] for k in good], device, index, raw, as_rgb, infos)
+            else:
+                if stack and len(good) == len(sources):
+                    decoded = _device_into(decoded, out, "decode_batch") if out is not None else decoded
+                    return (decoded, infos) if return_info else decoded
+    finally:
+        for r in opened:
+            r.close()
     for k, arr in zip(good, decoded):
         results[k] = arr
     if stack:
         import cupy
 
         results = _stack(results, [source_name(s) for s in sources], cupy)
+        results = _device_into(results, out, "decode_batch") if out is not None else results
     return (results, infos) if return_info else results
 
 
@@ -336,13 +421,18 @@ def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, inf
 
 def _cpu_workers(sources: list) -> int:
     """All cores when the first source's codec releases the GIL, else 1 (threads would contend)."""
+    import os
+
+    from pydicom.dataset import Dataset
+
     from .codecs import default_threads
+    from .frame_decode import releases_gil
 
     if not sources or not isinstance(sources[0], (str, os.PathLike, Dataset)):
         return 1  # a stream is read once: not peeked at
     try:
-        ds, spec = _prepare(sources[0])
-        return default_threads() if cpu.releases_gil(ds, spec) else 1
+        with reading(sources[0]) as reader:
+            return default_threads() if releases_gil(reader) else 1
     except GpudcmError:
         return 1
 

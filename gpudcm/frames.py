@@ -45,13 +45,7 @@ def frame_extents(spec: PixelSpec, buffer: bytes | bytearray | memoryview, *, ex
 
 def native_extents(spec: PixelSpec) -> list[Frame]:
     """Extents of native frames; lengths cover the bits of the frame (rounded out to whole bytes)."""
-    frame_bits = spec.frame_bits
-    out: list[Frame] = []
-    for i in range(spec.number_of_frames):
-        start = i * frame_bits
-        offset, bit = divmod(start, 8)
-        length = -(-(bit + frame_bits) // 8)
-        out.append((Extent(offset, length, bit),))
+    out = [native_frame(spec, i) for i in range(spec.number_of_frames)]
     last = out[-1][0]
     if last.end > spec.pixel_nbytes:  # pixel_spec already checked; guard against a hand-built spec
         raise InvalidPixelData(
@@ -61,29 +55,43 @@ def native_extents(spec: PixelSpec) -> list[Frame]:
     return out
 
 
-def _fragments(spec: PixelSpec, buf: memoryview) -> tuple[list[int], list[Extent]]:
+def native_frame(spec: PixelSpec, index: int) -> Frame:
+    """The extent of native frame `index`, by arithmetic."""
+    offset, bit = divmod(index * spec.frame_bits, 8)
+    return (Extent(offset, -(-(bit + spec.frame_bits) // 8), bit),)
+
+
+def _view(buffer):
+    """`buffer` as something sliced into bytes: a memoryview, or a lazy reader's FileBytes as it is (its
+    slices are reads, so a scan of item headers reads 8 bytes an item and no payload)."""
+    if hasattr(buffer, "read_at"):
+        return buffer
+    return memoryview(buffer).cast("B")
+
+
+def _fragments(spec: PixelSpec, buf) -> tuple[list[int], list[Extent]]:
     """The Basic Offset Table and every fragment's value extent, each checked against `buf`."""
     src = spec.source
     n = len(buf)
     if n < 8:
         raise InvalidPixelData(f"{src}: encapsulated Pixel Data is {n} bytes, too short for the Basic Offset Table item")
-    tag = struct.unpack_from("<HH", buf, 0)
-    if (tag[0] << 16 | tag[1]) != _ITEM:
+    group, elem, bot_len = struct.unpack("<HHL", buf[0:8])
+    if (group << 16 | elem) != _ITEM:
         raise InvalidPixelData(
-            f"{src}: encapsulated Pixel Data starts with tag ({tag[0]:04X},{tag[1]:04X}), not the "
+            f"{src}: encapsulated Pixel Data starts with tag ({group:04X},{elem:04X}), not the "
             "(FFFE,E000) Basic Offset Table item"
         )
-    bot_len = struct.unpack_from("<L", buf, 4)[0]
     if bot_len % 4:
         raise InvalidPixelData(f"{src}: the Basic Offset Table length {bot_len} is not a multiple of 4")
     if 8 + bot_len > n:
         raise InvalidPixelData(f"{src}: the Basic Offset Table claims {bot_len} bytes but only {n - 8} follow")
-    bot = list(struct.unpack_from(f"<{bot_len // 4}L", buf, 8)) if bot_len else []
+    bot = list(struct.unpack(f"<{bot_len // 4}L", buf[8 : 8 + bot_len])) if bot_len else []
     pos = 8 + bot_len
     first = pos
     frags: list[Extent] = []
     while pos + 4 <= n:
-        group, elem = struct.unpack_from("<HH", buf, pos)
+        head = bytes(buf[pos : pos + 8])
+        group, elem = struct.unpack("<HH", head[:4])
         tag_value = group << 16 | elem
         if tag_value == _SEQ_DELIM:
             break
@@ -94,7 +102,7 @@ def _fragments(spec: PixelSpec, buf: memoryview) -> tuple[list[int], list[Extent
             )
         if pos + 8 > n:
             raise InvalidPixelData(f"{src}: the fragment item at byte {pos} is cut off before its length")
-        length = struct.unpack_from("<L", buf, pos + 4)[0]
+        length = struct.unpack("<L", head[4:8])[0]
         if length == 0xFFFFFFFF:
             raise InvalidPixelData(f"{src}: the fragment item at byte {pos} has an undefined length")
         if pos + 8 + length > n:
@@ -121,7 +129,7 @@ def _decode_table(values, name: str, src: str) -> list[int]:
 def encapsulated_extents(spec: PixelSpec, buffer, *, extended_offsets=None) -> list[Frame]:
     """Group fragments into frames exactly as pydicom does, with every offset checked."""
     src = spec.source
-    buf = memoryview(buffer).cast("B")
+    buf = _view(buffer)
     bot, frags = _fragments(spec, buf)
     first = frags[0].offset - 8  # start of the first fragment's item tag
     frames_wanted = spec.number_of_frames
@@ -159,7 +167,7 @@ def encapsulated_extents(spec: PixelSpec, buffer, *, extended_offsets=None) -> l
         out, current = [], []
         for f in frags:
             current.append(f)
-            tail = buf[max(f.offset, f.end - 10) : f.end].tobytes()
+            tail = bytes(buf[max(f.offset, f.end - 10) : f.end])
             if _EOI in tail:
                 out.append(tuple(current))
                 current = []
@@ -244,6 +252,7 @@ _JPEG_FAMILY = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1
 _J2K_FAMILY = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
                          "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
 _HEADER_WINDOW = 1 << 16  # frame headers (SOF / SIZ) sit in the first bytes of a frame
+_FIRST_WINDOW = 1 << 12
 
 
 def check_codestream_sizes(spec: PixelSpec, buffer, frames: list[Frame]) -> None:
@@ -258,18 +267,26 @@ def check_codestream_sizes(spec: PixelSpec, buffer, frames: list[Frame]) -> None
     if ts not in _JPEG_FAMILY and ts not in _J2K_FAMILY:
         return
     want = spec.rows * spec.columns * spec.samples_per_pixel
-    view = memoryview(buffer).cast("B")
+    view = _view(buffer)
+
+    def parse(head: bytes) -> tuple[int, int, int]:
+        if ts in _J2K_FAMILY:
+            info = parse_j2k(head)
+            return info.rows, info.columns, info.components
+        info = parse_jpeg(head, all_scans=False)
+        return info.rows, info.columns, info.samples
+
     for i, frame in enumerate(frames[: spec.number_of_frames]):
         if not frame:
             continue
-        head = bytes(view[frame[0].offset : frame[0].offset + min(frame[0].length, _HEADER_WINDOW)])
-        try:
-            if ts in _J2K_FAMILY:
-                info = parse_j2k(head)
-                rows, cols, comps = info.rows, info.columns, info.components
-            else:
-                info = parse_jpeg(head, all_scans=False)
-                rows, cols, comps = info.rows, info.columns, info.samples
+        start, length = frame[0].offset, frame[0].length
+        try:  # the header is almost always in the first 4 KiB: read that, then the full window if not
+            try:
+                rows, cols, comps = parse(bytes(view[start : start + min(length, _FIRST_WINDOW)]))
+            except InvalidPixelData:
+                if length <= _FIRST_WINDOW:
+                    raise
+                rows, cols, comps = parse(bytes(view[start : start + min(length, _HEADER_WINDOW)]))
         except InvalidPixelData:
             continue
         if rows * cols * comps > want:

@@ -182,7 +182,8 @@ def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool =
     :func:`gpudcm.metadata.to_modality`). The Outcome's `meta` is the array's metadata
     (:func:`gpudcm.metadata.job_metadata`). Never raises for a bad input: the returned Outcome
     says "failed" with the error's type and message (the array is then None)."""
-    from .api import _prepare, pixel_array
+    from .api import pixel_array
+    from .reader import open_pixels
     from .capabilities import backend_for
     from .cuda.runtime import resolve_device
     from .metadata import MODALITY, STORED, job_metadata, to_modality
@@ -195,8 +196,9 @@ def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool =
             arr = to_host(load_volume(job.series, device=device, raw=raw, as_rgb=as_rgb, rescale=rescale))
             info = {"frames": int(arr.shape[0]), "transfer_syntax": meta["transfer_syntax"]}
         else:
-            ds, spec = _prepare(job.paths[0])  # parsed once; pixel_array(ds) is then pixel_array(path)
-            arr = to_host(pixel_array(ds, device=device, raw=raw, as_rgb=as_rgb))
+            with open_pixels(job.paths[0]) as reader:  # parsed once; frames read as they are decoded
+                spec = reader.spec
+                arr = to_host(pixel_array(reader, device=device, raw=raw, as_rgb=as_rgb))
             if rescale and spec.samples_per_pixel == 1 and meta["rescale_slope"] is not None:
                 arr = to_modality(arr, (meta["rescale_slope"], meta["rescale_intercept"]), stacked=False)
             info = {"transfer_syntax": spec.transfer_syntax.name, "frames": spec.number_of_frames,

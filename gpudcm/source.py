@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 from typing import BinaryIO, Union
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
 
 from .errors import InvalidPixelData
 
 Source = Union[str, "os.PathLike[str]", BinaryIO, bytes, bytearray, Dataset]
 
-_PIXEL_TAGS = {(0x7FE0, 0x0010): "PixelData", (0x7FE0, 0x0008): "FloatPixelData", (0x7FE0, 0x0009): "DoubleFloatPixelData"}
-_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_PIXEL_TAG = {"PixelData": 0x7FE00010, "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009}
+_PIXEL_KEYWORDS = tuple(_PIXEL_TAG)
 
 
 def source_name(src: Source) -> str:
@@ -32,16 +30,7 @@ def source_name(src: Source) -> str:
 
 
 def _has_pixels(ds: Dataset) -> bool:
-    return any(kw in ds for kw in _PIXEL_TAGS.values())
-
-
-# What the pixel path reads of a file's header (as pydicom's own path-based pixel_array does).
-HEADER_TAGS = [
-    0x00080005,  # Specific Character Set
-    0x00280002, 0x00280004, 0x00280006, 0x00280008, 0x00280010, 0x00280011,
-    0x00280100, 0x00280101, 0x00280102, 0x00280103,
-    0x7FE00001, 0x7FE00002,  # Extended Offset Table (and Lengths)
-]
+    return any(kw in ds for kw in _PIXEL_KEYWORDS)
 
 
 def _read_header_then_pixels(fp: BinaryIO, specific_tags: list[int] | None = None) -> Dataset | None:
@@ -49,40 +38,15 @@ def _read_header_then_pixels(fp: BinaryIO, specific_tags: list[int] | None = Non
     `specific_tags` when given), then that element's value straight from the file. Cheaper than a full
     ``dcmread`` and it recovers pixel data a full read drops (encapsulated data missing its delimiter).
     None when the file is not read this way (no file meta, deflated, no pixel element)."""
-    from .pydicom_compat import at_pixel_data as _at_pixel_data, read_file_meta_info as _read_file_meta_info, read_dataset, read_preamble
+    from .reader import read_header
 
-    fp.seek(0)
-    read_preamble(fp, force=True)
-    meta = _read_file_meta_info(fp)
-    tsyntax = meta.get("TransferSyntaxUID")
-    if not tsyntax or UID(tsyntax).is_deflated:
+    found = read_header(fp, specific_tags)
+    if found is None:
         return None
-    tsyntax = UID(tsyntax)
-    ds = read_dataset(
-        fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian,
-        stop_when=_at_pixel_data, specific_tags=specific_tags,
-    )
-    ds.file_meta = meta
-    head = fp.read(8)
-    if len(head) != 8:
-        return None
-    order = "<" if tsyntax.is_little_endian else ">"
-    if tsyntax.is_implicit_VR:
-        group, elem, length = struct.unpack(f"{order}HHL", head)
-        vr = "OB"
-    else:
-        group, elem, raw_vr, _ = struct.unpack(f"{order}HH2sH", head)
-        vr = raw_vr.decode("ascii", "replace")
-        length = struct.unpack(f"{order}L", fp.read(4))[0]
-    keyword = _PIXEL_TAGS.get((group, elem))
-    if keyword is None:
-        return None
-    undefined = length == 0xFFFFFFFF
-    value = fp.read() if undefined else fp.read(length)
-    if undefined and value.endswith(_SEQ_DELIMITER):
-        value = value[: -len(_SEQ_DELIMITER)]
-    ds.add_new((group << 16) | elem, vr, value)
-    ds[keyword].is_undefined_length = undefined
+    ds, elem = found
+    fp.seek(elem.offset)
+    ds.add_new(_PIXEL_TAG[elem.keyword], elem.vr, fp.read(elem.length))
+    ds[elem.keyword].is_undefined_length = elem.undefined
     return ds
 
 
@@ -100,6 +64,8 @@ def load_dataset(src: Source, *, header_only: bool = False) -> tuple[Dataset, st
     if isinstance(src, (bytes, bytearray)):
         src = io.BytesIO(src)
     if header_only:
+        from .reader import HEADER_TAGS
+
         fast = _try_read(src, HEADER_TAGS)
         if fast is not None:
             return fast, name

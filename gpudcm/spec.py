@@ -10,9 +10,11 @@ Interpretation, overflowing sizes).
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
@@ -179,9 +181,43 @@ def _source_name(ds: Dataset, source: str | None) -> str:
     return str(name) if isinstance(name, str) and name else "<dataset>"
 
 
+# Tags of the pixel module by keyword: values are read by tag (no keyword -> tag lookups per file).
+_TAG_OF = {kw: int(tag[1:5] + tag[6:10], 16) for kw, tag in _TAGS.items()}
+
+
+_US_KEYWORDS = frozenset({"SamplesPerPixel", "PlanarConfiguration", "Rows", "Columns", "BitsAllocated", "BitsStored",
+                          "HighBit", "PixelRepresentation"})
+
+
+def _value(ds: Dataset, keyword: str):
+    """The value of element `keyword` in `ds`, or None when absent (read by tag).
+
+    The hot path of a file just read: a single US value, a plain IS number or a plain CS word is taken
+    from pydicom's raw element (its bytes, VR and byte order) without building a DataElement; anything
+    else (multiple values, odd lengths, other VRs, converted elements) goes through pydicom's conversion."""
+    tag = _TAG_OF[keyword]
+    raw = ds.get_item(tag)
+    if raw is None:
+        return None
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+        value = raw.value
+        if keyword in _US_KEYWORDS:
+            if raw.VR in (None, "US") and len(value) == 2:
+                return struct.unpack("<H" if raw.is_little_endian else ">H", value)[0]
+        elif keyword == "NumberOfFrames":
+            text = value.strip(b" \x00")
+            if raw.VR in (None, "IS") and text.isdigit() and len(text) <= 12:
+                return int(text)
+        elif keyword == "PhotometricInterpretation":
+            text = value.strip(b" \x00")
+            if raw.VR in (None, "CS") and text.isascii() and text.replace(b"_", b"").replace(b" ", b"").isalnum():
+                return text.decode("ascii")
+    return ds[tag].value
+
+
 def _get_int(ds: Dataset, keyword: str, src: str, *, required: bool = True, default: int | None = None) -> int | None:
     try:
-        elem = ds.get(keyword)
+        elem = _value(ds, keyword)
     except Exception as exc:  # a malformed value raises on access (e.g. IS '1A')
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} could not be read: {exc}") from exc
     if elem is None or (isinstance(elem, (str, bytes, list)) and len(elem) == 0):
@@ -211,21 +247,14 @@ def transfer_syntax_of(ds: Dataset, src: str) -> UID:
     return tsyntax
 
 
-def pixel_spec(ds: Dataset, *, source: str | None = None) -> PixelSpec:
-    """Build and validate the :class:`PixelSpec` of `ds`.
-
-    Raises :class:`InvalidPixelData` (or :class:`UnsupportedTransferSyntax`) naming the file, the tag
-    and the numbers when the pixel module cannot describe the bytes present.
-    """
-    src = _source_name(ds, source)
-
+def _pixel_element(ds: Dataset, src: str) -> tuple[str, str, int]:
+    """(keyword, VR, length) of the one pixel element `ds` holds."""
     present = [kw for kw in PIXEL_KEYWORDS if kw in ds]
     if not present:
         raise InvalidPixelData(f"{src}: the dataset has no Pixel Data, Float Pixel Data or Double Float Pixel Data")
     if len(present) > 1:
         raise InvalidPixelData(f"{src}: only one pixel data element may be present, found {present}")
     keyword = present[0]
-    tsyntax = transfer_syntax_of(ds, src)
     try:
         elem = ds[keyword]
         value = elem.value
@@ -238,7 +267,27 @@ def pixel_spec(ds: Dataset, *, source: str | None = None) -> PixelSpec:
             f"{src}: {tag_name(keyword)} holds {type(value).__name__}, not bytes "
             "(a sequence or deferred value inside Pixel Data cannot be decoded)"
         )
-    nbytes = len(value)
+    try:
+        vr = str(elem.VR)
+    except Exception:  # pragma: no cover - pydicom always sets a VR on a read element
+        vr = "OB"
+    return keyword, vr, len(value)
+
+
+def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, str, int] | None = None) -> PixelSpec:
+    """Build and validate the :class:`PixelSpec` of `ds`.
+
+    `element` = (keyword, VR, bytes present) describes a pixel element that is not held in `ds` (the lazy
+    reader's header stops before it); without it the element is read from `ds`.
+    Raises :class:`InvalidPixelData` (or :class:`UnsupportedTransferSyntax`) naming the file, the tag
+    and the numbers when the pixel module cannot describe the bytes present.
+    """
+    src = _source_name(ds, source)
+    if element is None:
+        keyword, vr, nbytes = _pixel_element(ds, src)
+    else:
+        keyword, vr, nbytes = element
+    tsyntax = transfer_syntax_of(ds, src)
     if nbytes == 0:
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} is empty (0 bytes)")
     if tsyntax.is_encapsulated and keyword != "PixelData":
@@ -253,14 +302,14 @@ def pixel_spec(ds: Dataset, *, source: str | None = None) -> PixelSpec:
     high_bit = _get_int(ds, "HighBit", src, required=False, default=None)
     pixel_rep = _get_int(ds, "PixelRepresentation", src, required=not is_float, default=0)
     try:
-        pi = ds.get("PhotometricInterpretation")
+        pi = _value(ds, "PhotometricInterpretation")
     except Exception as exc:
         raise InvalidPixelData(f"{src}: {tag_name('PhotometricInterpretation')} could not be read: {exc}") from exc
     if not pi:
         raise InvalidPixelData(f"{src}: missing required element {tag_name('PhotometricInterpretation')}")
     pi = str(pi).strip()
 
-    if "NumberOfFrames" in ds:
+    if _TAG_OF["NumberOfFrames"] in ds:
         frames = _get_int(ds, "NumberOfFrames", src, required=False, default=None)
         if frames is None or frames == 0:
             frames = 1  # pydicom assumes one frame for an empty or zero value
@@ -314,10 +363,6 @@ def pixel_spec(ds: Dataset, *, source: str | None = None) -> PixelSpec:
         if planar not in (0, 1):
             raise InvalidPixelData(f"{src}: {tag_name('PlanarConfiguration')} is {planar}; it must be 0 or 1")
 
-    try:
-        vr = str(elem.VR)
-    except Exception:  # pragma: no cover - pydicom always sets a VR on a read element
-        vr = "OB"
     spec = PixelSpec(
         source=src,
         transfer_syntax=tsyntax,

@@ -57,8 +57,8 @@ from .api import iter_frames, pixel_array
 from .errors import InvalidPixelData
 from .host import to_host
 from .preprocessing import axis_taps, new_pixel_spacing
-from .source import load_dataset, source_name
-from .spec import pixel_spec
+from .reader import open_pixels
+from .source import source_name
 
 __all__ = ["contact_sheet", "render", "show"]
 
@@ -372,11 +372,12 @@ def _load(src, ds: Dataset | None, frame: int | None, device: str) -> tuple[Arra
         name = source_name(ds) if ds is not None else "<array>"
         arr, k = _pick_frame(src, ds, frame, name)
         return arr, (_frame_dataset(ds, k or 0) if ds is not None else None), k, name
-    dataset, name = load_dataset(src)
-    frames = pixel_spec(dataset, source=name).number_of_frames  # validated: a clear error for odd values
-    k = _check_frame(frame, frames, name) if frame is not None else (0 if frames > 1 else None)
-    # index 0 even for single-frame files: pydicom's Dataset reader returns excess whole frames as more frames
-    arr = pixel_array(dataset, index=k or 0, device=device)
+    with open_pixels(src, full_header=True) as reader:  # the header, then only the frame drawn is read
+        dataset, name = reader.ds, reader.name
+        frames = reader.spec.number_of_frames  # validated: a clear error for odd values
+        k = _check_frame(frame, frames, name) if frame is not None else (0 if frames > 1 else None)
+        # index 0 even for single-frame files: pydicom's Dataset reader returns excess whole frames as more frames
+        arr = pixel_array(reader, index=k or 0, device=device)
     return arr, _frame_dataset(dataset, k or 0), k, name
 
 
@@ -542,15 +543,16 @@ def _tiles(src, ds, *, max_tiles: int, device: str) -> tuple[list[tuple[int, Arr
         chosen = sample_indices(len(paths), max_tiles)
         out = []
         for k in chosen:
-            dataset, _ = load_dataset(paths[k])
-            out.append((k, pixel_array(dataset, index=0, device=device), _frame_dataset(dataset, 0)))
+            with open_pixels(paths[k], full_header=True) as reader:
+                out.append((k, pixel_array(reader, index=0, device=device), _frame_dataset(reader.ds, 0)))
         return out, f"series of {len(paths)}"
-    dataset, name = load_dataset(src)
-    n = pixel_spec(dataset, source=name).number_of_frames
-    chosen = sample_indices(n, max_tiles)
-    if n == 1:
-        return [(0, pixel_array(dataset, index=0, device=device), dataset)], name
-    frames = iter_frames(dataset, indices=chosen, device=device)
+    with open_pixels(src, full_header=True) as reader:  # only the frames drawn are read
+        dataset, name = reader.ds, reader.name
+        n = reader.spec.number_of_frames
+        chosen = sample_indices(n, max_tiles)
+        if n == 1:
+            return [(0, pixel_array(reader, index=0, device=device), dataset)], name
+        frames = list(iter_frames(reader, indices=chosen, device=device))
     return [(k, arr, _frame_dataset(dataset, k)) for k, arr in zip(chosen, frames)], name
 
 

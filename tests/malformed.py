@@ -30,7 +30,8 @@ from pydicom.pixels import pixel_array as pydicom_pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
 
 import gpudcm
-from gpudcm.api import _device_decode, _prepare
+from gpudcm.api import _device_decode
+from gpudcm.reader import open_pixels
 from gpudcm.errors import GpudcmError
 from gpudcm.source import source_name
 
@@ -501,14 +502,14 @@ def decode_host_device(data, raw: bool = False, index: int | None = None, ops=No
     from tests.harness.host_ops import HostOps
 
     _install_env_switch()
-    prepared = _prepare(data)
-    if index is not None:
-        index = prepared[1].check_index(index)
-    _no_gpu_codecs.on = True
-    try:
-        return _device_decode([prepared], ops or HostOps(), index=index, raw=raw, as_rgb=True)[0]
-    finally:
-        _no_gpu_codecs.on = False
+    with open_pixels(data) as reader:  # the lazy reader, as every entry point opens a source
+        if index is not None:
+            index = reader.spec.check_index(index)
+        _no_gpu_codecs.on = True
+        try:
+            return _device_decode([reader], ops or HostOps(), index=index, raw=raw, as_rgb=True)[0]
+        finally:
+            _no_gpu_codecs.on = False
 
 
 PATHS: dict[str, Callable] = {"cpu": decode_cpu, "host-device": decode_host_device}

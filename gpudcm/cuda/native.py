@@ -25,18 +25,25 @@ class StagedNative:
     frame_offsets: np.ndarray  # int64: bytes, or bits for 1-bit data
 
 
-def stage_native(spec: PixelSpec, buffer, frames: Sequence[Frame]) -> StagedNative:
-    """Slice the element down to the span the frames cover, keeping byte-pair parity (OW swaps)."""
-    view = np.frombuffer(buffer, dtype=np.uint8)
+def native_span(spec: PixelSpec, nbytes: int, frames: Sequence[Frame]) -> tuple[int, int, np.ndarray]:
+    """(lo, hi, frame offsets from lo): the bytes of an `nbytes` element the frames cover, keeping
+    byte-pair parity (OW swaps); offsets in bytes, or bits for 1-bit data."""
     if not frames:
         raise InvalidPixelData(f"{spec.source}: no frames selected")
     lo = min(f[0].offset for f in frames) & ~1
     hi = max(f[0].end for f in frames)
-    hi = min(len(view), hi + (hi & 1))
-    if hi > len(view) or lo >= hi:
-        raise InvalidPixelData(f"{spec.source}: frames span bytes {lo}..{hi} of a {len(view)}-byte element")
+    hi = min(nbytes, hi + (hi & 1))
+    if hi > nbytes or lo >= hi:
+        raise InvalidPixelData(f"{spec.source}: frames span bytes {lo}..{hi} of a {nbytes}-byte element")
     offsets = native_frame_offsets(spec, frames)
     offsets -= lo * 8 if spec.bits_allocated == 1 else lo
+    return lo, hi, offsets
+
+
+def stage_native(spec: PixelSpec, buffer, frames: Sequence[Frame]) -> StagedNative:
+    """Slice the element down to the span the frames cover, keeping byte-pair parity (OW swaps)."""
+    view = np.frombuffer(buffer, dtype=np.uint8)
+    lo, hi, offsets = native_span(spec, len(view), frames)
     return StagedNative(view[lo:hi], offsets)
 
 

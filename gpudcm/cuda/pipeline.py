@@ -20,10 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import InvalidPixelData
-from ..frames import Frame, native_extents
+from ..frames import Frame, native_extents, native_frame
 from ..spec import PixelSpec
 from .kernels import NativeLaunch, native_flags, plan_native
-from .native import check_status, stage_native
+from .native import check_status, native_span, stage_native
 
 STAGING_ALIGN = 16  # keeps every staged span 16-byte aligned (and its byte-pair parity, for OW swaps)
 # Small enough that gathering batch k+1 overlaps the copy/kernels of batch k, large enough that a
@@ -62,25 +62,55 @@ class Ops(Protocol):
 
 @dataclass
 class Request:
-    """One source's part of a batch: which frames of which element, and where they go."""
+    """One source's part of a batch: which frames of which element, and where they go.
+
+    `buffer` is the element's bytes, or a :class:`gpudcm.reader.PixelReader`: then the frames are read
+    from the file straight into the staging buffer when the batch is gathered (no copy of the element).
+    `index` is one frame, a list of frames (the result keeps a frame axis) or None for all."""
 
     spec: PixelSpec
     buffer: Any
-    index: int | None = None
+    index: Any = None
     frames: list[Frame] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.frames:
-            all_frames = native_extents(self.spec)
-            self.frames = all_frames if self.index is None else [all_frames[self.spec.check_index(self.index)]]
+            s = self.spec
+            if self.index is None:
+                self.frames = native_extents(s)
+            elif isinstance(self.index, list):
+                self.frames = [native_frame(s, s.check_index(i)) for i in self.index]
+            else:
+                self.frames = [native_frame(s, s.check_index(self.index))]
+
+    @property
+    def lazy(self) -> bool:
+        return hasattr(self.buffer, "read_range_into")
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if isinstance(self.index, list):
+            return (len(self.index), *self.spec.frame_shape)
         return self.spec.shape(self.index)
 
     @property
     def n_frames(self) -> int:
         return len(self.frames)
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """Bytes lo..hi of a lazy reader's element: read into the staging buffer by :func:`gather`."""
+
+    reader: Any
+    lo: int
+    hi: int
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def copy_into(self, dst: np.ndarray) -> None:
+        self.reader.read_range_into(self.lo, dst)
 
 
 def signature(req: Request) -> tuple:
@@ -113,7 +143,7 @@ class Staged:
     """Where each request's bytes sit in a batch's staging buffer."""
 
     offsets: tuple[int, ...]  # start of each request's span in the staging buffer
-    spans: tuple[np.ndarray, ...]  # the host bytes to copy there (views into the elements)
+    spans: tuple[Any, ...]  # the host bytes to copy there (views into the elements, or FileSpans)
     frame_offsets: tuple[np.ndarray, ...]  # per request, its frames' starts relative to its span
     total: int
 
@@ -122,11 +152,16 @@ def stage(requests: Sequence[Request]) -> Staged:
     """Lay out the requests' frame bytes back to back (aligned) for one host-to-device copy."""
     offsets, spans, frames, pos = [], [], [], 0
     for req in requests:
-        staged = stage_native(req.spec, req.buffer, req.frames)
+        if req.lazy:
+            lo, hi, frame_offsets = native_span(req.spec, req.spec.pixel_nbytes, req.frames)
+            span: Any = FileSpan(req.buffer, lo, hi)
+        else:
+            staged = stage_native(req.spec, req.buffer, req.frames)
+            span, frame_offsets = staged.data, staged.frame_offsets
         offsets.append(pos)
-        spans.append(staged.data)
-        frames.append(staged.frame_offsets)
-        pos = align(pos + len(staged.data))
+        spans.append(span)
+        frames.append(frame_offsets)
+        pos = align(pos + len(span))
     return Staged(tuple(offsets), tuple(spans), tuple(frames), pos)
 
 
@@ -155,7 +190,10 @@ def gather(host: np.ndarray, staged: Staged) -> None:
 
     def copy(i: int) -> None:
         off, span = staged.offsets[i], staged.spans[i]
-        host[off : off + len(span)] = span
+        if isinstance(span, FileSpan):
+            span.copy_into(host[off : off + len(span)])  # file -> staging, no intermediate copy
+        else:
+            host[off : off + len(span)] = span
 
     if staged.total < _PARALLEL_GATHER_BYTES or len(staged.spans) == 1:
         for i in range(len(staged.spans)):

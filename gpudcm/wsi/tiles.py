@@ -24,7 +24,6 @@ from pydicom.uid import UID
 
 from .. import cpu
 from ..errors import DecodeError, GpudcmError
-from ..frames import frame_bytes, frame_extents
 from ..jpeg_markers import parse_j2k
 from ..routing import J2K_SYNTAXES, JPEG_SYNTAXES
 from ..spec import PixelSpec, pixel_spec
@@ -33,12 +32,13 @@ _JPEG_8BIT = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
 
 
 class FrameReader:
-    """The pixel element of one instance file, parsed and validated on first use (thread-safe)."""
+    """The pixel element of one instance file, opened with gpudcm's lazy reader on first use (thread-safe):
+    the header and frame extents are read once, each tile's bytes only when asked for."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._opened: tuple[Any, PixelSpec, list] | None = None
+        self._opened: Any = None
 
     def __getstate__(self) -> dict:  # DataLoader workers started with spawn: reopened there on first use
         return {"path": self.path}
@@ -46,25 +46,23 @@ class FrameReader:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"])
 
-    def _open(self) -> tuple[Any, PixelSpec, list]:
+    def _open(self):
         with self._lock:
             if self._opened is None:
-                from ..api import _extended_offsets, _prepare
+                from ..reader import open_pixels
 
-                ds, spec = _prepare(self.path)
-                frames = frame_extents(spec, ds[spec.pixel_keyword].value, extended_offsets=_extended_offsets(ds))
-                self._opened = (ds, spec, frames)
+                self._opened = open_pixels(self.path)
             return self._opened
 
     @property
     def spec(self) -> PixelSpec:
-        return self._open()[1]
+        return self._open().spec
 
     def subset(self, indices: Sequence[int]) -> tuple[Any, PixelSpec]:
         """A header-only copy of this instance holding just the encapsulated frames `indices`, and its
         spec: one multi-frame source for gpudcm's batched device path."""
         frames = self.read(indices)
-        ds, spec, _ = self._open()
+        ds, spec = self._open().ds, self.spec
         sub = Dataset()
         for elem in ds:
             if elem.tag != 0x7FE00010:
@@ -77,14 +75,14 @@ class FrameReader:
         return sub, pixel_spec(sub, source=spec.source)
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
-        """The bytes of frames `indices` (0-based within this file)."""
-        ds, spec, frames = self._open()
-        buffer = ds[spec.pixel_keyword].value
+        """The bytes of frames `indices` (0-based within this file), each read from the file when asked."""
+        reader = self._open()
+        spec, n = reader.spec, min(len(reader.frames), reader.spec.number_of_frames)
         out = []
         for i in indices:
-            if not 0 <= i < min(len(frames), spec.number_of_frames):
-                raise GpudcmError(f"{spec.source}: frame {i} is not in the file ({len(frames)} frames)")
-            out.append(bytes(frame_bytes(buffer, frames[i])))
+            if not 0 <= i < n:
+                raise GpudcmError(f"{spec.source}: frame {i} is not in the file ({len(reader.frames)} frames)")
+            out.append(bytes(reader.frame_bytes(i)))
         return out
 
 
