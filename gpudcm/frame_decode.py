@@ -176,6 +176,9 @@ def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str):
     return out
 
 
+REGISTRY_CHUNK = 32  # compressed frames read ahead of the codec registry (>= processes.MIN_FRAMES)
+
+
 def _registry(reader: PixelReader, indices: list[int], out: np.ndarray, *, raw: bool, as_rgb: bool,
               threads: int | None) -> bool:
     """Encapsulated frames through the CPU codec registry (gpudcm.codecs) into `out` when a fast backend
@@ -189,18 +192,21 @@ def _registry(reader: PixelReader, indices: list[int], out: np.ndarray, *, raw: 
     spec = reader.spec
     if len(reader.frames) != spec.number_of_frames or not indices:
         return False
+    first = reader.frame_bytes(indices[0])
     try:
-        backend, _ = codecs.choose(spec, codecs.frame_info(spec, reader.frame_bytes(indices[0])))
+        backend, _ = codecs.choose(spec, codecs.frame_info(spec, first))
     except GpudcmError:
         return False
     if backend.finished and not processes.usable(len(indices), threads or codecs.default_threads()):
         return False
-    frames = [reader.frame_bytes(i) for i in indices]
-    try:
-        codecs.decode_frames(spec, frames, out, raw=raw, as_rgb=as_rgb, threads=threads, first_index=indices,
-                             fallback=False)
-    except FastBackendFailed:
-        return False
+    for a in range(0, len(indices), REGISTRY_CHUNK):  # memory: the output plus one chunk of compressed frames
+        chunk = indices[a : a + REGISTRY_CHUNK]
+        frames = [first if a == 0 and k == 0 else reader.frame_bytes(i) for k, i in enumerate(chunk)]
+        try:
+            codecs.decode_frames(spec, frames, out[a : a + len(chunk)], raw=raw, as_rgb=as_rgb, threads=threads,
+                                 first_index=chunk, fallback=False)
+        except FastBackendFailed:
+            return False
     return True
 
 
