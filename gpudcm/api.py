@@ -137,14 +137,14 @@ def _encapsulated_source(reader: PixelReader, sel: Selection) -> tuple:
     return ds, sub, (0 if isinstance(sel, int) else None)
 
 
-def _cpu_decode(reader: PixelReader, sel: Selection, *, raw: bool, as_rgb: bool, out=None):
+def _cpu_decode(reader: PixelReader, sel: Selection, *, raw: bool, as_rgb: bool, out=None, threads: int | None = None):
     if sel is None:
-        return decode_frames(reader, None, out=out, raw=raw, as_rgb=as_rgb)
+        return decode_frames(reader, None, out=out, raw=raw, as_rgb=as_rgb, threads=threads)
     if isinstance(sel, int):
         flat = None if out is None else out.reshape((1, *reader.spec.frame_shape))
-        arr = decode_frames(reader, [sel], out=flat, raw=raw, as_rgb=as_rgb)
+        arr = decode_frames(reader, [sel], out=flat, raw=raw, as_rgb=as_rgb, threads=threads)
         return arr.reshape(reader.spec.frame_shape) if out is None else out
-    return decode_frames(reader, sel, out=out, raw=raw, as_rgb=as_rgb)
+    return decode_frames(reader, sel, out=out, raw=raw, as_rgb=as_rgb, threads=threads)
 
 
 def _selection(reader: PixelReader, index, indices) -> Selection:
@@ -317,6 +317,9 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
     from .routing import FrameInfo
 
     infos: list = []
+    frame_threads = workers if len(sources) == 1 else 1  # one file: its frames go to the threads (or processes)
+    if workers is None and len(sources) > 1:
+        workers = _cpu_workers(sources)
 
     def one(k: int):
         result = _one(k)
@@ -329,8 +332,8 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
             with reading(src) as reader:  # opened when the batch reaches it; only its frames are read
                 sel = None if index is None else reader.check_indices([index])[0]
                 slot = None if out is None else out[k]
-                arr = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot)
-                infos.extend(FrameInfo(reader.name, f, "cpu-plugin", "pydicom on the CPU")
+                arr = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot, threads=frame_threads)
+                infos.extend(FrameInfo(reader.name, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
                              for f in _selected(reader.spec, sel))
             return arr
         except GpudcmError as exc:
@@ -340,7 +343,7 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
 
     if out is not None and not isinstance(out, np.ndarray):
         raise GpudcmError(f"decode_batch: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
-    results = _map(one, list(range(len(sources))), workers)
+    results = _map(one, list(range(len(sources))), workers if len(sources) > 1 else 1)
     if out is not None:
         results = out
     elif stack:
@@ -414,6 +417,24 @@ def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, inf
         if kept is not None:
             kept += mine
     return out, kept
+
+
+def _cpu_workers(sources: list) -> int:
+    """All cores when the first source's codec releases the GIL, else 1 (threads would contend)."""
+    import os
+
+    from pydicom.dataset import Dataset
+
+    from .codecs import default_threads
+    from .frame_decode import releases_gil
+
+    if not sources or not isinstance(sources[0], (str, os.PathLike, Dataset)):
+        return 1  # a stream is read once: not peeked at
+    try:
+        with reading(sources[0]) as reader:
+            return default_threads() if releases_gil(reader) else 1
+    except GpudcmError:
+        return 1
 
 
 def _map(fn, items: list, workers: int | None) -> list:

@@ -34,16 +34,10 @@ class Capability:
 
 
 def _cpu_plugins(uid: UID) -> tuple[bool, str]:
-    try:
-        decoder = get_decoder(uid)
-    except NotImplementedError:
-        return False, "pydicom has no decoder for this transfer syntax"
-    if decoder.is_native:
-        return True, "pydicom native decoder"
-    if decoder.is_available:
-        return True, "pydicom plugins: " + ", ".join(decoder.available_plugins)
-    missing = "; ".join(decoder.missing_dependencies) or "no plugin"
-    return False, f"no CPU plugin installed ({missing}); pip install 'gpudcm[codecs]'"
+    """Whether the CPU codec registry (gpudcm.codecs) can decode `uid`, and with what."""
+    from .codecs import describe
+
+    return describe(uid)
 
 
 def _capability(uid: UID, device: str) -> Capability:

@@ -49,7 +49,8 @@ def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError
     return DecodeError(f"{spec.transfer_syntax.name} decode failed: {type(exc).__name__}: {msg}", source=spec.source, frame=frame)
 
 
-def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool = False, as_rgb: bool = True) -> np.ndarray:
+def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool = False, as_rgb: bool = True,
+           threads: int | None = None) -> np.ndarray:
     """All frames (``index=None``) or one frame of `ds` (which holds its pixel element), as
     ``pydicom.pixels.pixel_array`` gives them (through :func:`gpudcm.frame_decode.decode_frames`)."""
     from .frame_decode import decode_frames
@@ -57,5 +58,5 @@ def decode(ds: Dataset, spec: PixelSpec, *, index: int | None = None, raw: bool 
 
     reader = PixelReader(ds, spec, ds[spec.pixel_keyword].value, dataset_given=True)
     if index is None:
-        return decode_frames(reader, None, raw=raw, as_rgb=as_rgb)
-    return decode_frames(reader, [index], raw=raw, as_rgb=as_rgb)[0]
+        return decode_frames(reader, None, raw=raw, as_rgb=as_rgb, threads=threads)
+    return decode_frames(reader, [index], raw=raw, as_rgb=as_rgb, threads=threads)[0]

@@ -1,8 +1,9 @@
 """Decode frames a :class:`~gpudcm.reader.PixelReader` reads, into a preallocated output: the one place the
 CPU path turns frame bytes into pydicom's values.
 
-Today every frame goes through pydicom's own decoders (and its plugins), handed only the bytes of the
-frames asked for: native frames as a buffer of k frames (Number of Frames = k), encapsulated frames one at
+Encapsulated frames go to the CPU codec registry (gpudcm.codecs: imagecodecs first, pydicom's plugins
+last) where a fast backend takes them; otherwise frames go through pydicom's own decoders (and its
+plugins), handed only the bytes of the frames asked for: native frames as a buffer of k frames (Number of Frames = k), encapsulated frames one at
 a time re-encapsulated as a one-frame element. A whole encapsulated file goes to pydicom as a file-like
 window on the element, so pydicom reads one frame at a time there too (and keeps its rules for frames past
 Number of Frames). ``decode_frames`` is the seam where a codec registry decoding straight from frame
@@ -175,8 +176,55 @@ def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str):
     return out
 
 
+REGISTRY_CHUNK = 32  # compressed frames read ahead of the codec registry (>= processes.MIN_FRAMES)
+
+
+def _registry(reader: PixelReader, indices: list[int], out: np.ndarray, *, raw: bool, as_rgb: bool,
+              threads: int | None) -> bool:
+    """Encapsulated frames through the CPU codec registry (gpudcm.codecs) into `out` when a fast backend
+    takes frame 0 (or pydicom's plugins on a process pool for long files); False leaves them to pydicom
+    (nothing faster, fragments that do not split into Number of Frames frames, or a frame the fast
+    backend failed on: pydicom then decides, its plugin choice carried from frame to frame)."""
+    from . import codecs
+    from .codecs import processes
+    from .codecs.decode import FastBackendFailed
+
+    spec = reader.spec
+    if len(reader.frames) != spec.number_of_frames or not indices:
+        return False
+    first = reader.frame_bytes(indices[0])
+    try:
+        backend, _ = codecs.choose(spec, codecs.frame_info(spec, first))
+    except GpudcmError:
+        return False
+    if backend.finished and not processes.usable(len(indices), threads or codecs.default_threads()):
+        return False
+    for a in range(0, len(indices), REGISTRY_CHUNK):  # memory: the output plus one chunk of compressed frames
+        chunk = indices[a : a + REGISTRY_CHUNK]
+        frames = [first if a == 0 and k == 0 else reader.frame_bytes(i) for k, i in enumerate(chunk)]
+        try:
+            codecs.decode_frames(spec, frames, out[a : a + len(chunk)], raw=raw, as_rgb=as_rgb, threads=threads,
+                                 first_index=chunk, fallback=False)
+        except FastBackendFailed:
+            return False
+    return True
+
+
+def releases_gil(reader: PixelReader) -> bool:
+    """Whether the registry's backend for frame 0 releases the GIL (threads then scale)."""
+    from . import codecs
+
+    spec = reader.spec
+    if not spec.is_encapsulated:
+        return True
+    try:
+        return not codecs.choose(spec, codecs.frame_info(spec, reader.frame_bytes(0)))[0].finished
+    except GpudcmError:
+        return False
+
+
 def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out: np.ndarray | None = None,
-                  raw: bool = False, as_rgb: bool = True) -> np.ndarray:
+                  raw: bool = False, as_rgb: bool = True, threads: int | None = None) -> np.ndarray:
     """Frames `indices` (checked frame numbers, any order, repeats allowed) of `reader`, or all of them
     (None, pydicom's shape), as NumPy in native byte order; written into `out` when given (its shape
     and dtype checked first). Memory: the output plus one run of native frames or one compressed frame."""
@@ -185,6 +233,11 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
         check_out(out, output_shape(spec, indices), spec.dtype, spec.source)
     if indices is None:
         if spec.is_encapsulated:
+            every = list(range(spec.number_of_frames))
+            flat = out if out is not None else np.empty((len(every), *spec.frame_shape), dtype=spec.dtype)
+            if _registry(reader, every, flat.reshape((len(every), *spec.frame_shape)), raw=raw, as_rgb=as_rgb,
+                         threads=threads):
+                return flat.reshape(spec.shape(None))
             if out is None or len(reader.frames) > spec.number_of_frames:  # pydicom may keep excess frames
                 arr = native_order(_whole_encapsulated(reader, raw=raw, as_rgb=as_rgb))
                 if out is None:
@@ -199,6 +252,8 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
     if out is None:
         out = np.empty(output_shape(spec, indices), dtype=spec.dtype)
     if spec.is_encapsulated:
+        if _registry(reader, indices, out, raw=raw, as_rgb=as_rgb, threads=threads):
+            return out
         for k, i in enumerate(indices):
             out[k] = _encapsulated_frame(reader, i, raw=raw, as_rgb=as_rgb)
         return out

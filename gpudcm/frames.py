@@ -207,6 +207,16 @@ def _group_by_offsets(spec: PixelSpec, bot: list[int], frags: list[Extent], firs
     return out
 
 
+def extended_offsets(ds) -> tuple | None:
+    """The dataset's Extended Offset Table (offsets, lengths), or None when absent or empty (pydicom
+    ignores an empty one too)."""
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets, lengths = ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths
+        if offsets and lengths:
+            return offsets, lengths
+    return None
+
+
 def frame_bytes(buffer, frame: Frame) -> memoryview | bytes:
     """The bytes of one frame: a view for a single extent, one joined copy for several fragments."""
     view = memoryview(buffer).cast("B")

@@ -116,9 +116,9 @@ def route_jpeg(spec: PixelSpec, info: JpegInfo, env: GpuEnv = FULL_ENV) -> Route
             return _cpu(f"lossless frame in {len(info.scans)} scan(s), not one interleaved scan")
         if info.separate_huffman:
             return _cpu(f"{info.samples}-component lossless with a Huffman table per component")
-        if info.samples > NVJPEG_LOSSLESS_MAX_COMPONENTS:
+        if info.samples != 1:  # DICOM has no 2-sample layout, the one count above grey that the backend takes
             return _cpu(f"{info.samples}-component lossless JPEG (nvJPEG's lossless backend decodes at most "
-                        f"{NVJPEG_LOSSLESS_MAX_COMPONENTS})")
+                        f"{NVJPEG_LOSSLESS_MAX_COMPONENTS} channels; gpudcm sends it grey frames only)")
         return Route("nvjpeg", f"{info.precision}-bit lossless, selection value 1", "lossless")
     return _cpu(f"JPEG process {info.process} is not decoded by nvJPEG")
 

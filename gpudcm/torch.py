@@ -28,6 +28,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Union
 
 import numpy as np
@@ -396,16 +397,30 @@ class DicomDataset(torch.utils.data.Dataset):
         return self.decode([self[index]])
 
 
+def _one_thread_decode(sources, **kwargs):
+    return decode_batch(sources, workers=1, **kwargs)  # each DataLoader worker is one core
+
+
+def decode_in_worker(dataset: "DicomDataset", payloads: list[Payload]) -> dict[str, Any]:
+    """DataLoader ``collate_fn`` of a CPU :class:`DicomLoader`: the worker decodes its own batch (one
+    thread each; ``num_workers`` gives the parallelism) and torch hands the tensors over in shared memory."""
+    return decode_payloads(payloads, device="cpu", transform=dataset.transform, decoder=_one_thread_decode)
+
+
 class DicomLoader:
-    """A ``torch.utils.data.DataLoader`` over a :class:`DicomDataset` that decodes each batch in this
-    process (``dataset.decode``). Keyword arguments go to the DataLoader (``sampler``, ``num_workers``,
-    ``shuffle``, ``drop_last``, ``prefetch_factor``, ``persistent_workers``, ...)."""
+    """A ``torch.utils.data.DataLoader`` over a :class:`DicomDataset`. On CUDA each batch is decoded in this
+    process (``dataset.decode``, one batched device decode); on the CPU with ``num_workers > 0`` the
+    DataLoader workers decode their batches (:func:`decode_in_worker`), so decoding scales with
+    ``num_workers`` like a plain DataLoader. Keyword arguments go to the DataLoader (``sampler``,
+    ``num_workers``, ``shuffle``, ``drop_last``, ``prefetch_factor``, ``persistent_workers``, ...)."""
 
     def __init__(self, dataset: DicomDataset, batch_size: int = 1, **kwargs: Any) -> None:
         if "collate_fn" in kwargs:
             raise TypeError("DicomLoader sets collate_fn itself; use DicomDataset(transform=...) instead")
         self.dataset = dataset
-        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_payloads, **kwargs)
+        self.decodes_in_workers = kwargs.get("num_workers", 0) > 0 and resolve_device(dataset.device) == "cpu"
+        collate = partial(decode_in_worker, dataset) if self.decodes_in_workers else collate_payloads
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **kwargs)
 
     @property
     def sampler(self):
@@ -415,6 +430,9 @@ class DicomLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.decodes_in_workers:
+            yield from self.loader
+            return
         for payloads in self.loader:
             yield self.dataset.decode(payloads)
 

@@ -122,8 +122,11 @@ def test_capabilities_table():
 def test_capabilities_report_missing_plugins(monkeypatch):
     from pydicom.pixels import get_decoder
 
+    from gpudcm.codecs import imagecodecs_codecs
+
     decoder = get_decoder("1.2.840.10008.1.2.4.50")
     monkeypatch.setattr(type(decoder), "is_available", property(lambda self: False))
+    monkeypatch.setattr(imagecodecs_codecs, "_codec", lambda name: None)  # no imagecodecs either
     rows = {str(r.transfer_syntax): r for r in gpudcm.capabilities("cpu")}
     assert rows["1.2.840.10008.1.2.4.50"].backend == "unsupported"
     assert "gpudcm[codecs]" in rows["1.2.840.10008.1.2.4.50"].reason

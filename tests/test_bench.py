@@ -235,6 +235,15 @@ def test_chart_without_matplotlib(tmp_path, monkeypatch):
     assert not (tmp_path / "r.png").exists() and (tmp_path / "r.md").exists()
 
 
+def _installed(dist: str) -> bool:
+    from importlib import metadata
+
+    try:
+        return bool(metadata.version(dist))
+    except metadata.PackageNotFoundError:
+        return False
+
+
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     rc = gpudcm_main(["bench", "--device", "cpu", "--quick", "--workloads", "rle-ct", "--size", "rle-ct=2",
@@ -247,7 +256,8 @@ def test_cli_end_to_end(tmp_path, capsys):
     (w,) = data["workloads"]
     assert w["name"] == "rle-ct" and w["files"] == 2 and w["decoded_bytes"] == 2 * 512 * 512 * 2
     by_key = {r["key"]: r for r in w["results"]}
-    for key in (results.GPUDCM_CPU, results.PYDICOM, results.PYDICOM_POOL):
+    others = [k for k, dist in ((results.DICOMSDL, "dicomsdl"), (results.GDCM, "python-gdcm")) if _installed(dist)]
+    for key in (results.GPUDCM_CPU, results.GPUDCM_CPU2, results.PYDICOM, results.PYDICOM_POOL, *others):
         assert by_key[key]["status"] == "ok" and len(by_key[key]["rounds_s"]) == 2
         assert by_key[key]["check"] == ("reference" if key == results.PYDICOM else "equal to pydicom")
         assert by_key[key]["mb_s"] == pytest.approx(w["decoded_bytes"] / by_key[key]["median_s"] / 1e6)
@@ -272,7 +282,7 @@ def test_cli_rewrites_the_report_from_json(tmp_path, capsys):
 
 
 def test_cli_exits_1_when_gpudcm_disagrees(tmp_path, monkeypatch, capsys):
-    def wrong(paths, device="cpu"):
+    def wrong(paths, device="cpu", workers=None):
         return lambda: [np.zeros((512, 512), np.int16) for _ in paths]
 
     monkeypatch.setattr(runner, "gpudcm_call", wrong)

@@ -92,6 +92,9 @@ def _settings(args: argparse.Namespace, device: str, rounds: int, min_sample_ms:
     from .pool import DecodePool
     from .runner import Settings, nvimgcodec_plugin
 
+    from .others import keep_pydicom_plugins
+
+    keep_pydicom_plugins()  # python-gdcm gets its own row, not pydicom's (see gpudcm.bench.others)
     settings = Settings(device=device, rounds=rounds, min_sample_s=min_sample_ms / 1e3)
     if device != "cuda":
         why = cuda_status()[1]

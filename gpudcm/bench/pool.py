@@ -21,6 +21,9 @@ Task = tuple[str, int, int]  # (path, first frame, stop frame); (path, 0, 0) = t
 
 def _ready(_: int) -> int:
     importlib.import_module("pydicom.pixels")  # the import is the warm-up
+    from .others import keep_pydicom_plugins
+
+    keep_pydicom_plugins()  # the same plugins as the parent's pydicom rows
 
     time.sleep(0.05)  # keep this worker busy so the next warm-up task starts another one
     return 0

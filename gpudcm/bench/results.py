@@ -10,13 +10,16 @@ SCHEMA = "gpudcm-bench/1"
 # contender keys, in table and chart order
 GPUDCM_CUDA = "gpudcm-cuda"
 GPUDCM_CPU = "gpudcm-cpu"
+GPUDCM_CPU2 = "gpudcm-cpu-2"
+DICOMSDL = "dicomsdl"
+GDCM = "python-gdcm"
 PYDICOM = "pydicom-1"
 PYDICOM_POOL = "pydicom-pool"
 NVIMGCODEC = "nvimgcodec-pydicom"
 H2D_COMPRESSED = "h2d-compressed"
 H2D_DECODED = "h2d-decoded"
 D2D_DECODED = "d2d-decoded"
-KEYS = (GPUDCM_CUDA, GPUDCM_CPU, PYDICOM, PYDICOM_POOL, NVIMGCODEC, H2D_COMPRESSED, H2D_DECODED, D2D_DECODED)
+KEYS = (GPUDCM_CUDA, GPUDCM_CPU, GPUDCM_CPU2, PYDICOM, PYDICOM_POOL, DICOMSDL, GDCM, NVIMGCODEC, H2D_COMPRESSED, H2D_DECODED, D2D_DECODED)
 LIMITS = (H2D_COMPRESSED, H2D_DECODED, D2D_DECODED)
 
 OK, SKIPPED, ERROR = "ok", "skipped", "error"

@@ -21,8 +21,11 @@ from ..host import to_host
 from .pool import DecodePool, plan
 from .results import (
     D2D_DECODED,
+    DICOMSDL,
     ERROR,
+    GDCM,
     GPUDCM_CPU,
+    GPUDCM_CPU2,
     GPUDCM_CUDA,
     H2D_COMPRESSED,
     H2D_DECODED,
@@ -140,12 +143,13 @@ def pydicom_call(paths: tuple[str, ...], plugin: str = "") -> Callable[[], list[
     return lambda: [pydicom_pixel_array(p, decoding_plugin=plugin) for p in paths]
 
 
-def gpudcm_call(paths: tuple[str, ...], device: str = "cpu") -> Callable[[], list]:
-    """``gpudcm.decode_batch(paths, device=device)``; on CUDA the device is synchronised before returning."""
+def gpudcm_call(paths: tuple[str, ...], device: str = "cpu", workers: int | None = None) -> Callable[[], list]:
+    """``gpudcm.decode_batch(paths, device=device, workers=workers)``; on CUDA the device is synchronised
+    before returning."""
     import gpudcm
 
     if device != "cuda":
-        return lambda: gpudcm.decode_batch(paths, device=device)
+        return lambda: gpudcm.decode_batch(paths, device=device, workers=workers)
     import cupy
 
     sync = cupy.cuda.Device().synchronize
@@ -191,7 +195,17 @@ def contenders(w: Workload, s: Settings, reference: list[np.ndarray]) -> tuple[l
         ready.append(Contender(GPUDCM_CUDA, cuda_labels[GPUDCM_CUDA], gpudcm_call(paths, "cuda")))
     else:
         skip(GPUDCM_CUDA, cuda_labels[GPUDCM_CUDA], s.cuda_reason)
-    ready.append(Contender(GPUDCM_CPU, "gpudcm cpu", gpudcm_call(paths)))
+    from .. import codecs
+    from .others import dicomsdl_call, gdcm_call, version
+
+    ready.append(Contender(GPUDCM_CPU, "gpudcm cpu", gpudcm_call(paths), f"default: {codecs.default_threads()} threads"))
+    ready.append(Contender(GPUDCM_CPU2, "gpudcm cpu 2 threads", gpudcm_call(paths, workers=2)))
+    for key, dist, call in ((DICOMSDL, "dicomsdl", dicomsdl_call), (GDCM, "python-gdcm", gdcm_call)):
+        label = f"{dist} {version(dist)}" if version(dist) else dist
+        if version(dist):
+            ready.append(Contender(key, label, call(paths), "1 core"))
+        else:
+            skip(key, label, f"not installed (pip install {dist}, or gpudcm[bench])")
     n = s.pool.workers if s.pool else 0
     pool_label = f"pydicom {n} process{'' if n == 1 else 'es'}" if s.pool else "pydicom all cores"
     if s.pool is not None:

@@ -29,6 +29,7 @@ from pydicom.uid import (
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
     JPEG2000Lossless,
+    JPEGLSLossless,
     RLELossless,
     generate_uid,
 )
@@ -167,8 +168,8 @@ def build_native_ct(folder: Path, n: int) -> tuple[str, list[str]]:
     return f"{os.path.basename(path)} written as {n} slices", _series(ds, folder, n)
 
 
-def _encoded_series(folder: Path, n: int, tsyntax: UID) -> tuple[str, list[str]]:
-    path, ds = _first(CT_SOURCES)
+def _encoded_series(folder: Path, n: int, tsyntax: UID, sources: Sequence[str] = CT_SOURCES) -> tuple[str, list[str]]:
+    path, ds = _first(sources)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.compress(tsyntax)  # pydicom's encoder (RLE: pylibjpeg-rle or pydicom's own; J2K: pylibjpeg-openjpeg)
     note = f"{os.path.basename(path)} encoded once by pydicom's {tsyntax.name} encoder, {n} slices"
@@ -178,6 +179,15 @@ def _encoded_series(folder: Path, n: int, tsyntax: UID) -> tuple[str, list[str]]
 def build_rle_ct(folder: Path, n: int) -> tuple[str, list[str]]:
     """`n` RLE Lossless CT slices."""
     return _encoded_series(folder, n, RLELossless)
+
+
+# unsigned: JPEG-LS has no sign, and dicomsdl and gdcm do not sign-extend signed JPEG-LS data as pydicom does
+MR_SOURCES = ("MR-SIEMENS-DICOM-WithOverlays.dcm", "MR2_UNCR.dcm")
+
+
+def build_jpegls_mr(folder: Path, n: int) -> tuple[str, list[str]]:
+    """`n` JPEG-LS Lossless MR slices (unsigned 12-bit; pydicom's encoder through pyjpegls)."""
+    return _encoded_series(folder, n, JPEGLSLossless, MR_SOURCES)
 
 
 def build_j2k_ct(folder: Path, n: int) -> tuple[str, list[str]]:
@@ -278,6 +288,7 @@ RECIPES: dict[str, Recipe] = {
                build_jpeg_lossless_ct, JPEG_LOSSLESS_SOURCES),
         Recipe("jpeg-baseline-us", "JPEG Baseline", "pylibjpeg-libjpeg", "ultrasound cine, one file", 240, 8,
                build_jpeg_baseline_us, US_SOURCES),
+        Recipe("jpegls-mr", "JPEG-LS Lossless", "pylibjpeg-libjpeg", "MR series", 64, 4, build_jpegls_mr, MR_SOURCES),
         Recipe("j2k-ct", "JPEG 2000 Lossless", "pylibjpeg-openjpeg", "CT series", 64, 4, build_j2k_ct, CT_SOURCES),
         Recipe("htj2k", "HTJ2K Lossless", "pylibjpeg-openjpeg", "CT series", 64, 4, build_htj2k, CT_SOURCES,
                find_htj2k),

@@ -15,6 +15,7 @@ import numpy as np
 from pydicom.uid import JPEGBaseline8Bit
 
 from .. import cpu
+from ..codecs import decode_frame
 from ..errors import DecodeError
 from ..frames import frame_bytes, frame_extents
 from ..pydicom_compat import get_jpg_parameters
@@ -106,6 +107,14 @@ def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec
     return out
 
 
+def _cpu_frame(ds, spec: PixelSpec, data: dict, i: int):
+    """Frame `i` on the CPU (raw samples): the codec registry on its bytes; a missing frame through the
+    CPU path, which raises pydicom's error."""
+    if i in data:
+        return decode_frame(spec, data[i], raw=True)
+    return cpu.decode(ds, spec, index=i, raw=True)
+
+
 def decode_jpeg_family(
     ds, spec: PixelSpec, *, index: int | None, raw: bool, as_rgb: bool, ops, env: GpuEnv,
     decoders: Decoders | None = None, extended_offsets=None,
@@ -135,7 +144,7 @@ def decode_jpeg_family(
     for k, i in enumerate(wanted):
         route = routes[i]
         if route is None or route.backend == "cpu-plugin":
-            out[k] = xp.asarray(cpu.decode(ds, spec, index=i, raw=True))
+            out[k] = xp.asarray(_cpu_frame(ds, spec, data, i))
             infos.append(FrameInfo(spec.source, i, "cpu-plugin", route.reason if route else "header not routable"))
         else:
             groups.setdefault((route.backend, route.mode), []).append(k)
@@ -156,7 +165,7 @@ def decode_jpeg_family(
             if isinstance(arr, Exception):
                 why = f"{backend} failed ({type(arr).__name__}: {arr}); decoded by the CPU plugin"
                 _log.warning("%s frame %d: %s", spec.source, wanted[k], why)
-                out[k] = xp.asarray(cpu.decode(ds, spec, index=wanted[k], raw=True))
+                out[k] = xp.asarray(_cpu_frame(ds, spec, data, wanted[k]))
                 infos[k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why, fallback_from=backend)
             else:
                 out[k] = arr

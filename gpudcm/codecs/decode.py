@@ -1,0 +1,170 @@
+"""Decode frames from their bytes: the registry's backend, then pydicom's rules applied by us.
+
+After a (non-pydicom) backend returns the codec's samples, the steps pydicom's ``Decoder.as_array``
+takes are applied in its order: the samples are read with Pixel Representation's sign at the codec's
+container size and cast to the output dtype; JPEG 2000 sign correction (monochrome, codestream
+signedness differs), JPEG-LS sign extension (signed data) or, for every other syntax, the unused-bit
+correction to Bits Stored; then, unless ``raw``, YBR_FULL / YBR_FULL_422 (after JPEG colour-space
+conformance) to RGB when ``as_rgb``, with pydicom's own ``convert_color_space``. A fast backend that
+fails on a frame hands it to pydicom's plugins, which decide (values or the error pydicom raises).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from pydicom.pixels.processing import convert_color_space
+
+from ..errors import DecodeError, GpudcmError
+from ..spec import PixelSpec
+from . import pydicom_plugins
+from .registry import PYDICOM, PYDICOM_NATIVE, Backend, choose
+
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+_YBR = ("YBR_FULL", "YBR_FULL_422")
+
+
+def default_threads() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=8)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpudcm-cpu")
+
+
+def thread_map(fn, items: Sequence, threads: int | None) -> list:
+    """``[fn(x) for x in items]`` on a shared pool of `threads` threads (default: all cores)."""
+    n = min(threads or default_threads(), len(items))
+    if n <= 1:
+        return [fn(x) for x in items]
+    return list(_pool(n).map(fn, items))
+
+
+def _shift(arr: np.ndarray, bits: int) -> None:
+    if bits > 0:
+        np.left_shift(arr, bits, out=arr)
+        np.right_shift(arr, bits, out=arr)
+
+
+def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *, raw: bool, as_rgb: bool) -> None:
+    """Write `samples` (a codec's output) into `out` (one frame, spec's dtype) with pydicom's rules."""
+    kind = "ui"[spec.pixel_representation]
+    if not spec.is_float and samples.dtype.kind in "ui" and samples.dtype.kind != kind:
+        # pydicom reads the codec's bytes with the dataset's sign, at the codec's container size
+        signed = np.dtype(f"{kind}{samples.dtype.itemsize}")
+        order = samples.dtype.byteorder
+        samples = samples.view(signed.newbyteorder(order) if order in "<>" else signed)
+    np.copyto(out, samples, casting="unsafe")
+    fam = pydicom_plugins.family(spec.transfer_syntax)
+    width = 8 * out.dtype.itemsize
+    if fam == "j2k":
+        if spec.photometric_interpretation in ("MONOCHROME1", "MONOCHROME2") and not spec.is_float:
+            if info.get("is_signed", spec.pixel_representation) != spec.pixel_representation:
+                _shift(out, width - info.get("precision", spec.bits_stored))
+    elif fam == "jls":
+        if spec.pixel_representation == 1:
+            _shift(out, width - info.get("precision", spec.bits_stored))
+    elif spec.corrects_unused_bits:
+        _shift(out, spec.bits_allocated - spec.bits_stored)
+    if not raw and as_rgb and pydicom_plugins.conformed_photometric(spec, info) in _YBR:
+        out[...] = convert_color_space(out, "YBR_FULL", "RGB")
+
+
+def _fallback(spec: PixelSpec) -> Backend:
+    return PYDICOM if spec.is_encapsulated else PYDICOM_NATIVE
+
+
+def _wrap(exc: BaseException, spec: PixelSpec, frame: int | None) -> GpudcmError:
+    if isinstance(exc, GpudcmError):
+        return exc
+    msg = " ".join(str(exc).split())
+    return DecodeError(f"{spec.transfer_syntax.name} decode failed: {type(exc).__name__}: {msg}",
+                       source=spec.source, frame=frame)
+
+
+class FastBackendFailed(Exception):
+    """A fast backend failed on a frame and the caller asked to decide itself (``fallback=False``)."""
+
+
+def _into(spec: PixelSpec, data, out: np.ndarray, raw: bool, as_rgb: bool, bit_offset: int,
+          backend: Backend | None, info: dict | None, frame: int | None, fallback: bool = True) -> str:
+    """Decode one frame into `out`; returns the name of the backend that did."""
+    if info is None:
+        info = pydicom_plugins.frame_info(spec, data)
+    if bit_offset:
+        info = {**info, "bit_offset": bit_offset}
+    if backend is None:
+        backend, _ = choose(spec, info)
+    try:
+        if not backend.finished:
+            try:
+                finish(backend.decode(data, spec, info), spec, info, out, raw=raw, as_rgb=as_rgb)
+                return backend.name
+            except _INTERRUPTS:
+                raise
+            except Exception as exc:
+                if not fallback:
+                    raise FastBackendFailed(f"{backend.name} failed on frame {frame}") from exc
+                backend = _fallback(spec)  # pydicom's plugins decide: its values, or its error
+        arr = backend.decode(data, spec, info, raw=raw, as_rgb=as_rgb)
+        if arr.shape != out.shape:
+            raise ValueError(f"pydicom decoded the frame as {arr.shape}, not {out.shape}")
+        np.copyto(out, arr, casting="unsafe")
+        return backend.name
+    except (*_INTERRUPTS, FastBackendFailed):
+        raise
+    except BaseException as exc:  # pylibjpeg-rle's Rust panics are BaseExceptions (pyo3 PanicException)
+        raise _wrap(exc, spec, frame) from exc
+
+
+def decode_frame(spec: PixelSpec, data, *, raw: bool = False, as_rgb: bool = True, out: np.ndarray | None = None,
+                 bit_offset: int = 0) -> np.ndarray:
+    """One frame from its bytes (`data`: the frame's codestream, or its native bytes starting
+    `bit_offset` bits into the first byte), shaped ``spec.frame_shape`` in ``spec.dtype``, equal to
+    pydicom's decode of that frame. `out` (that shape and dtype) is filled and returned when given."""
+    if out is None:
+        out = np.empty(spec.frame_shape, dtype=spec.dtype)
+    _into(spec, data, out, raw, as_rgb, bit_offset, None, None, None)
+    return out
+
+
+def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bool = False, as_rgb: bool = True,
+                  threads: int | None = None, bit_offsets: Sequence[int] | None = None,
+                  first_index: Sequence[int] | None = None, fallback: bool = True) -> list[str]:
+    """Decode every frame of `frames` (bytes-like) into ``out[k]`` (``out`` shaped (len(frames),
+    *spec.frame_shape)), on `threads` threads (default: all cores) when every chosen backend releases
+    the GIL, else on as many worker processes for long files (gpudcm/codecs/processes.py). `first_index`
+    names the frames (for error messages). Returns each frame's backend name. With ``fallback=False`` a
+    frame a fast backend fails on raises :class:`FastBackendFailed` instead of going to pydicom's plugins
+    (the CPU path then decodes the whole file with pydicom, whose plugin choice carries over between
+    frames)."""
+    n = len(frames)
+    if out.shape[0] != n:
+        raise ValueError(f"out holds {out.shape[0]} frames, {n} given")
+    infos = [pydicom_plugins.frame_info(spec, f) for f in frames]
+    chosen = [choose(spec, i)[0] for i in infos]
+    names = [i if first_index is None else first_index[i] for i in range(n)]
+    offsets = bit_offsets or [0] * n
+
+    def one(k: int) -> str:
+        return _into(spec, frames[k], out[k], raw, as_rgb, offsets[k], chosen[k], infos[k], names[k], fallback)
+
+    parallel = all(b.releases_gil for b in chosen)
+    if not parallel:
+        from . import processes
+
+        workers = threads or default_threads()
+        if processes.usable(n, workers) and processes.decode_in_processes(
+                spec, frames, out, raw=raw, as_rgb=as_rgb, processes=workers):
+            return [b.name for b in chosen]
+    return thread_map(one, range(n), threads if parallel else 1)

@@ -1,0 +1,174 @@
+"""imagecodecs backends (libjpeg-turbo, CharLS, OpenJPEG, OpenJPH, its DICOM RLE); all release the GIL.
+
+Each ``*_decode(data, spec, info)`` returns the codec's samples shaped (rows, cols[, samples]), colour
+by pixel, in the container pydicom's plugin would use (so pydicom's rules, applied afterwards, see the
+same bits); ``*_reason_not(spec, info)`` says why a frame is left to the next backend.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..spec import PixelSpec
+
+
+@lru_cache(maxsize=None)
+def _codec(name: str) -> Any:
+    """The imagecodecs codec class (``JPEG8``, ``JPEGLS`` ...) when the build has it, else None."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    codec = getattr(imagecodecs, name.upper(), None)
+    return codec if codec is not None and getattr(codec, "available", False) else None
+
+
+def has(name: str) -> Callable[[str], bool]:
+    """``available(transfer_syntax)`` for the registry: whether this imagecodecs build has codec `name`."""
+    return lambda transfer_syntax: _codec(name) is not None
+
+
+def _ic():
+    import imagecodecs
+
+    return imagecodecs
+
+
+def container_size(precision: int) -> int:
+    """Bytes a sample of `precision` bits takes in the codec's (and pydicom's plugin's) output."""
+    return 1 if precision <= 8 else 2 if precision <= 16 else 4
+
+
+def _shape_check(arr: np.ndarray, spec: PixelSpec) -> np.ndarray:
+    if arr.shape[:2] != (spec.rows, spec.columns) or arr.size != spec.frame_pixels:
+        raise ValueError(f"the codestream decodes to {arr.shape}, not {spec.frame_shape}")
+    return arr.reshape(spec.frame_shape)
+
+
+# ------------------------------------------------------------------------------------------ JPEG (ISO 10918)
+
+def jpeg_reason_not(spec: PixelSpec, info: dict) -> str | None:
+    if not info or "precision" not in info or info.get("markers") is None:
+        return "no SOF header found"
+    markers = info["markers"]
+    if markers.sof not in (0xC0, 0xC1, 0xC3):
+        return f"SOF {markers.sof:#x} (libjpeg-turbo is used for Huffman baseline, extended and lossless only)"
+    if markers.sof != 0xC3:
+        scan = markers.scans[0] if markers.scans else None
+        if scan is None or (scan.ss, scan.se, scan.ah, scan.al) != (0, 63, 0, 0):
+            return "a sequential scan that is not Ss=0, Se=63 (pydicom's plugin rejects it)"
+        # lossy: libjpeg-turbo's IDCT and upsampling differ from pylibjpeg-libjpeg's (pydicom's default):
+        # up to 5 in RGB on subsampled colour (color3d_jpeg_baseline.dcm), beyond the tolerance of 2; up to
+        # 1 (mean 0.014) on monochrome/12-bit (JPGExtended.dcm), inside it, but the device path's tests
+        # compare with the CPU path exactly, so lossy JPEG stays on pydicom's plugin for now
+        if spec.samples_per_pixel != 1:
+            return "lossy colour JPEG (libjpeg-turbo's IDCT is up to 5 off pydicom's decode in RGB)"
+        return "lossy JPEG (libjpeg-turbo is up to 1 off pydicom's decode: pydicom's plugin keeps CPU == pydicom)"
+    if info.get("components") != spec.samples_per_pixel:
+        return f"{info.get('components')} components in the codestream, Samples per Pixel {spec.samples_per_pixel}"
+    if container_size(info["precision"]) != spec.itemsize:
+        # pydicom reads libjpeg's output at Bits Allocated: its plugin decides (and reports any mismatch)
+        return f"{info['precision']}-bit samples in {spec.bits_allocated}-bit Bits Allocated"
+    return None
+
+
+def jpeg_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
+    ic = _ic()
+    if spec.samples_per_pixel == 3:
+        # no colour conversion, as pydicom's plugins decode: the components as stored (YCbCr stays
+        # YCbCr and is converted to RGB by pydicom's rule afterwards)
+        cs = ic.JPEG8.CS.YCbCr
+        arr = ic.jpeg8_decode(data, colorspace=cs, outcolorspace=cs)
+    else:
+        arr = ic.jpeg8_decode(data)
+    return _shape_check(arr, spec)
+
+
+# ------------------------------------------------------------------------------------------ JPEG-LS
+
+def jpegls_reason_not(spec: PixelSpec, info: dict) -> str | None:
+    if not info or "precision" not in info:
+        return "no SOF-55 header found"
+    if info.get("components") != spec.samples_per_pixel:
+        return f"{info.get('components')} components in the codestream, Samples per Pixel {spec.samples_per_pixel}"
+    if container_size(info["precision"]) > spec.itemsize:
+        return f"{info['precision']}-bit samples do not fit {spec.bits_allocated}-bit Bits Allocated"
+    return None
+
+
+def jpegls_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
+    # (rows, cols, samples) for every interleave mode (a strided view of the planes for ILV 0)
+    return _shape_check(_ic().jpegls_decode(data), spec)
+
+
+# ------------------------------------------------------------------------------------------ JPEG 2000
+
+def _j2k_reason_not(spec: PixelSpec, info: dict) -> str | None:
+    if not info or "precision" not in info:
+        return "no SIZ header found (or a JP2 file)"
+    if info.get("jp2"):
+        return "a JP2 file, not a codestream"
+    if container_size(info["precision"]) > spec.itemsize:
+        return f"{info['precision']}-bit samples do not fit {spec.bits_allocated}-bit Bits Allocated"
+    return None
+
+
+j2k_reason_not = _j2k_reason_not
+
+
+def htj2k_reason_not(spec: PixelSpec, info: dict) -> str | None:
+    return _j2k_reason_not(spec, info)
+
+
+def _j2k_container(arr: np.ndarray, info: dict) -> np.ndarray:
+    size = container_size(info["precision"])
+    if arr.dtype.itemsize != size:
+        arr = arr.astype(f"{'iu'[arr.dtype.kind == 'u']}{size}")
+    return arr
+
+
+def j2k_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
+    return _shape_check(_j2k_container(_ic().jpeg2k_decode(data), info), spec)
+
+
+def htj2k_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
+    return _shape_check(_j2k_container(_ic().htj2k_decode(data), info), spec)
+
+
+# ------------------------------------------------------------------------------------------ RLE Lossless
+
+def rle_reason_not(spec: PixelSpec, info: Any) -> str | None:
+    if spec.bits_allocated not in (8, 16, 32):
+        return f"Bits Allocated {spec.bits_allocated}"
+    return None
+
+
+def _check_rle_header(data, spec: PixelSpec) -> None:
+    """The segment table says what pydicom's decoder checks: the segment count, offsets inside the frame."""
+    if len(data) < 64:
+        raise ValueError("the RLE header is cut off")
+    header = struct.unpack_from("<16L", data, 0)
+    want = spec.samples_per_pixel * spec.itemsize
+    if header[0] != want:
+        raise ValueError(f"the RLE header lists {header[0]} segments, {want} expected")
+    offsets = header[1 : 1 + want]
+    if offsets[0] != 64 or any(b <= a for a, b in zip(offsets, offsets[1:])) or offsets[-1] >= len(data):
+        raise ValueError(f"the RLE segment offsets {offsets} are not increasing inside the frame")
+
+
+def rle_decode(data, spec: PixelSpec, info: Any) -> np.ndarray:
+    _check_rle_header(data, spec)
+    dtype = np.dtype(f"<u{spec.itemsize}")
+    out = _ic().dicomrle_decode(data, dtype)
+    plane = spec.rows * spec.columns
+    if len(out) != plane * spec.samples_per_pixel * spec.itemsize:
+        raise ValueError("the RLE segments decode to the wrong length")
+    arr = np.frombuffer(out, dtype=dtype)
+    if spec.samples_per_pixel == 1:
+        return arr.reshape(spec.rows, spec.columns)
+    return arr.reshape(spec.samples_per_pixel, spec.rows, spec.columns).transpose(1, 2, 0)
