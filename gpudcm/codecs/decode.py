@@ -38,7 +38,8 @@ def default_threads() -> int:
 
 
 @lru_cache(maxsize=8)
-def _pool(threads: int) -> ThreadPoolExecutor:
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    # keyed by process: a forked child (a DataLoader worker) inherits the pool object but not its threads
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpudcm-cpu")
 
 
@@ -47,7 +48,7 @@ def thread_map(fn, items: Sequence, threads: int | None) -> list:
     n = min(threads or default_threads(), len(items))
     if n <= 1:
         return [fn(x) for x in items]
-    return list(_pool(n).map(fn, items))
+    return list(_pool(n, os.getpid()).map(fn, items))
 
 
 def _shift(arr: np.ndarray, bits: int) -> None:

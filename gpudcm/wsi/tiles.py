@@ -9,22 +9,16 @@ own decoder for everything else), on the device the batched nvJPEG / nvImageCode
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import replace
-import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from pydicom.encaps import encapsulate
 from pydicom.pixels.processing import convert_color_space
 from pydicom.uid import UID
 
-from .. import cpu
 from ..errors import DecodeError, GpudcmError
-from ..jpeg_markers import parse_j2k
 from ..routing import J2K_SYNTAXES, JPEG_SYNTAXES
 from ..spec import PixelSpec
 
@@ -100,8 +94,8 @@ def cpu_tile_decoder(spec: PixelSpec, *, exact: bool = True) -> tuple[Callable[[
     """A function decoding one tile's bytes, shaped ``spec.frame_shape``, and whether its output is
     already colour converted (else: pydicom's raw values, converted after the batch).
 
-    JPEG 2000 / HTJ2K: imagecodecs' OpenJPEG (bit-exact with pydicom's plugin, GIL released); other
-    syntaxes: pydicom's decoder on the single frame. Lossy 8-bit JPEG with ``exact=False``: libjpeg-turbo
+    Every syntax: the CPU codec registry (gpudcm.codecs: the fastest backend that gives pydicom's
+    values, GIL released where it can be). Lossy 8-bit JPEG with ``exact=False``: libjpeg-turbo
     through imagecodecs with its own YCbCr -> RGB, as wsidicom decodes (within 5 levels of pydicom's
     libjpeg 9 decode, 10x faster); with ``exact=True`` pydicom's own plugin (pydicom's values)."""
     ts = str(spec.transfer_syntax)
@@ -115,25 +109,12 @@ def cpu_tile_decoder(spec: PixelSpec, *, exact: bool = True) -> tuple[Callable[[
             return ic.jpeg8_decode(data, **kw).reshape(spec.frame_shape)
 
         return jpeg, rgb
-    if ic is not None and ts in J2K_SYNTAXES and ic.JPEG2K.available:
-        from ..cuda.j2k import pydicom_j2k_finish
+    from .. import codecs
 
-        def j2k(data: bytes) -> np.ndarray:
-            raw = ic.jpeg2k_decode(data)
-            return pydicom_j2k_finish(raw.reshape(spec.frame_shape), parse_j2k(data[:65536]), spec)
+    def registry(data: bytes) -> np.ndarray:  # the CPU codec registry: fastest backend with pydicom's values
+        return codecs.decode_frame(spec, data, raw=True)
 
-        return j2k, False
-    decoder = cpu.decoder_for(spec)
-    opts = _pixel_options(spec)
-
-    def generic(data: bytes) -> np.ndarray:
-        src = encapsulate([data]) if spec.is_encapsulated else data
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            arr, _ = decoder.as_array(src, raw=True, **opts)
-        return cpu.native_order(arr).reshape(spec.frame_shape)
-
-    return generic, False
+    return registry, False
 
 
 def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
@@ -143,17 +124,6 @@ def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
     if first_frame is not None and str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
         return jpeg_pi(spec, first_frame)
     return spec.photometric_interpretation
-
-
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _threads() -> ThreadPoolExecutor:
-    """The tile thread pool of this process (a forked DataLoader worker makes its own)."""
-    global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="gpudcm-tiles"))
-    return _pool[1]
 
 
 Sink = Callable[[int, np.ndarray], None]
@@ -176,11 +146,9 @@ def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink, threads: i
                               source=spec.source, frame=k) from exc
         sink(k, convert_color_space(tile, "YBR_FULL", "RGB") if convert else tile)
 
-    if threads == 1 or len(frames) < 2:
-        for k in range(len(frames)):
-            one(k)
-    else:
-        list(_threads().map(one, range(len(frames))))
+    from ..codecs import thread_map
+
+    thread_map(one, range(len(frames)), 1 if len(frames) < 2 else threads)
 
 
 def _store(out) -> Sink:
