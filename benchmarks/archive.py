@@ -28,7 +28,7 @@ def run_once(out: str, device: str, workers: int | None) -> float:
     cmd = [sys.executable, "-m", "gpudcm", "decode", "--demo", "--out", out, "--device", device]
     if workers:
         cmd += ["--workers", str(workers)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # run from a checkout without installing
 
 from gpudcm import preprocessing as pp  # noqa: E402
 from gpudcm.cuda.runtime import cuda_status  # noqa: E402

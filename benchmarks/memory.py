@@ -6,7 +6,7 @@ a ~600-frame RLE Lossless file (~330 MB, noise frames). Calls: the first frame o
 ``iter_pixels``, one frame by index, and the whole file (``pixel_array(path)``; and pydicom's
 ``dcmread(path).pixel_array``). One command:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/memory.py [--dir /tmp/gpudcm-memory] [--repeat 3]
+    PYTHONPATH=src .venv/bin/python benchmarks/memory.py [--dir /tmp/gpudcm-memory] [--repeat 3]
         [--out benchmarks/results/memory-cpu-dev-machine.md]
 """
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
              "an upper bound of what the call added); time = the call "
              f"alone, median of {args.repeat} processes (peak: their maximum), calls interleaved. Frame = 512 x 512 "
              "uint16 = 0.5 MB. Noisy 2-core machine shared with other jobs: re-run on a quiet one.", "",
-             "Command: `PYTHONPATH=. .venv/bin/python benchmarks/memory.py`", ""]
+             "Command: `PYTHONPATH=src .venv/bin/python benchmarks/memory.py`", ""]
     verdicts = []
     for kind, path in paths.items():
         size = path.stat().st_size

@@ -4,7 +4,7 @@ Tiny generated 64 x 64 files (native, big endian, RLE, RGB, multi-frame) and the
 each decoded in interleaved rounds (gpudcm then pydicom, then the other order), median per call; values
 checked equal first. One command:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/per_file.py [--rounds 15] [--out benchmarks/results/per-file-cpu-dev-machine.md]
+    PYTHONPATH=src .venv/bin/python benchmarks/per_file.py [--rounds 15] [--out benchmarks/results/per-file-cpu-dev-machine.md]
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Per-file cost: gpudcm.pixel_array(path, device='cpu') vs pydicom.pixels.pixel_array(path)", "",
              "Median of interleaved rounds per file (each round times both, order alternating); "
              "speed-up = pydicom time / gpudcm time (> 1: gpudcm is faster). Values checked equal first.", "",
-             f"Command: `PYTHONPATH=. .venv/bin/python benchmarks/per_file.py --rounds {args.rounds}`", "",
+             f"Command: `PYTHONPATH=src .venv/bin/python benchmarks/per_file.py --rounds {args.rounds}`", "",
              "| file | gpudcm (us) | pydicom (us) | speed-up |", "|---|---:|---:|---:|"]
     lines += [f"| {n} | {g * 1e6:.0f} | {p * 1e6:.0f} | {p / g:.2f}x |" for n, g, p in rows]
     lines += ["", f"{len(rows)} files; speed-up min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x, "

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
 from gpudcm.bench.wsi import run  # noqa: E402
 from gpudcm.cuda.runtime import resolve_device  # noqa: E402

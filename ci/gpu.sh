@@ -28,7 +28,7 @@ if [ "$DRY" = 1 ]; then
   [ -x "$PY" ] || PY=python3
   SITE=$(mktemp -d)
 fi
-export PYTHONPATH=$PWD:$SITE
+export PYTHONPATH=$PWD/src:$PWD:$SITE
 export GPUDCM_REQUIRE_GPU=1 GPUDCM_PREGENERATED_HTJ2K=$PWD/.whl/htj2k GPUDCM_KERNEL_CACHE=/tmp/gpudcm-kernels
 SUMMARY=()
 

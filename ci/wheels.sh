@@ -101,7 +101,7 @@ EOF
 tar -C "$SCRATCH/tree" -czf .whl/pydicom-data-trimmed.tar.gz data_store $(cd "$SCRATCH/tree" && ls -d pydicom_data-*.dist-info)
 
 # the HTJ2K generated cases (files + the values they hold) and the bench's HTJ2K workload
-PYTHONPATH=$PWD:$PWD/tests "$PY" - <<'EOF'
+PYTHONPATH=$PWD/src:$PWD:$PWD/tests "$PY" - <<'EOF'
 import pathlib, shutil, tempfile
 import numpy as np
 from datagen import generate_all
@@ -117,9 +117,9 @@ with tempfile.TemporaryDirectory() as tmp:
         (out / f"{c.name}.txt").write_text(c.description)
 print(f"pre-generated {len(cases)} HTJ2K cases into {out}")
 EOF
-PYTHONPATH=$PWD "$PY" -c "from gpudcm.bench.workloads import build; print(build('htj2k', '.whl/bench-cache', 16))"
+PYTHONPATH=$PWD/src "$PY" -c "from gpudcm.bench.workloads import build; print(build('htj2k', '.whl/bench-cache', 16))"
 # the wsi bench slide (~3.5 MB of JPEG tiles, encoded by Pillow here)
-PYTHONPATH=$PWD "$PY" -c "from gpudcm.bench.wsi import build_slide; print(build_slide('.whl/bench-cache', 4096))"
+PYTHONPATH=$PWD/src "$PY" -c "from gpudcm.bench.wsi import build_slide; print(build_slide('.whl/bench-cache', 4096))"
 
 ls -la .whl
 total=$(du -sb .whl | cut -f1)

@@ -161,7 +161,7 @@ def measure_in_subprocess(lib: str, op: str, path: str, k: int = 0, warmup: str 
     import sys
 
     here = Path(__file__).resolve().parent
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parent / "src"), str(here.parent), str(here), os.environ.get("PYTHONPATH", "")]))
     code = ("import json, sys, bigfiles; print(json.dumps(bigfiles.measure(*sys.argv[1:4], int(sys.argv[4]), "
             "sys.argv[5] or None)))")
     out = subprocess.run([sys.executable, "-c", code, lib, op, str(path), str(k), warmup or ""], env=env,

@@ -473,7 +473,7 @@ def test_require_gpu_turns_a_missing_gpu_into_failures():
 
     if runtime.cuda_status()[0]:
         pytest.skip("a CUDA device is present: the run would test it")
-    env = {**os.environ, "GPUDCM_REQUIRE_GPU": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "GPUDCM_REQUIRE_GPU": "1", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py::test_cuda_batch_stack"]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and "GPUDCM_REQUIRE_GPU=1 but CUDA" in run.stdout, run.stdout[-2000:]

@@ -22,7 +22,7 @@ def _build_wheel(tmp_path: Path) -> Path:
 def test_wheel_ships_kernels_and_finds_them(tmp_path):
     wheel = _build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    for src in (ROOT / "kernels").glob("*.cu*"):
+    for src in (ROOT / "src" / "gpudcm" / "kernels").glob("*.cu*"):
         assert f"gpudcm/kernels/{src.name}" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -53,3 +53,17 @@ def test_wheel_has_spdx_license_and_py_typed(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True)
     assert (target / "gpudcm" / "py.typed").is_file()
+
+
+def test_checkout_named_gpudcm_does_not_shadow_the_package(tmp_path):
+    """Python run from the folder that holds a clone named ``gpudcm`` still imports the installed package
+    (with a flat layout the clone itself was imported as an empty namespace package)."""
+    import gpudcm
+
+    if Path(gpudcm.__file__).resolve().parent != ROOT / "src" / "gpudcm":
+        pytest.skip("gpudcm is not installed from this checkout")
+    (tmp_path / "gpudcm").symlink_to(ROOT, target_is_directory=True)
+    code = "import gpudcm; print(gpudcm.__file__); gpudcm.pixel_array"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).resolve() == ROOT / "src" / "gpudcm" / "__init__.py"
