@@ -166,23 +166,25 @@ class NativeLaunch:
         )
 
 
-def plan_native(spec: PixelSpec, n_frames: int) -> NativeLaunch:
-    """Pure plan of the native-kernel launch that decodes `n_frames` frames of `spec`."""
-    out_samples = spec.samples_per_pixel
+def _native_launch(spec: PixelSpec, n_frames: int, flags: int, what: str) -> NativeLaunch:
     if n_frames < 1:
-        raise InvalidPixelData(f"{spec.source}: nothing to decode ({n_frames} frames)")
-    n = n_frames * spec.rows * spec.columns * out_samples
+        raise InvalidPixelData(f"{spec.source}: nothing to {what} ({n_frames} frames)")
     return NativeLaunch(
         kernel=native_kernel_name(spec),
         bits=native_bits(spec),
-        geometry=launch_geometry(n),
+        geometry=launch_geometry(n_frames * spec.frame_pixels),
         n_frames=n_frames,
         rows=spec.rows,
         cols=spec.columns,
-        samples=out_samples,
+        samples=spec.samples_per_pixel,
         bits_stored=spec.bits_stored,
-        flags=native_flags(spec),
+        flags=flags,
     )
+
+
+def plan_native(spec: PixelSpec, n_frames: int) -> NativeLaunch:
+    """Pure plan of the native-kernel launch that decodes `n_frames` frames of `spec`."""
+    return _native_launch(spec, n_frames, native_flags(spec), "decode")
 
 
 def plan_unused_bits(spec: PixelSpec, n_frames: int) -> NativeLaunch:
@@ -190,20 +192,7 @@ def plan_unused_bits(spec: PixelSpec, n_frames: int) -> NativeLaunch:
     unsigned, sign-extend from it when signed) to `n_frames` decoded frames of `spec` already in the Bits
     Allocated container, native (little-endian) order and interleaved: the kernel reads them as native
     data with only GD_NATIVE_CORRECT_BITS (and GD_NATIVE_SIGNED) set."""
-    if n_frames < 1:
-        raise InvalidPixelData(f"{spec.source}: nothing to correct ({n_frames} frames)")
-    n = n_frames * spec.frame_pixels
-    return NativeLaunch(
-        kernel=native_kernel_name(spec),
-        bits=native_bits(spec),
-        geometry=launch_geometry(n),
-        n_frames=n_frames,
-        rows=spec.rows,
-        cols=spec.columns,
-        samples=spec.samples_per_pixel,
-        bits_stored=spec.bits_stored,
-        flags=NATIVE_CORRECT_BITS | (NATIVE_SIGNED if spec.is_signed else 0),
-    )
+    return _native_launch(spec, n_frames, NATIVE_CORRECT_BITS | (NATIVE_SIGNED if spec.is_signed else 0), "correct")
 
 
 def nvrtc_options(arch: str) -> tuple[str, ...]:
