@@ -12,10 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from pydicom.uid import JPEGBaseline8Bit
 
 from .. import cpu
-from ..codecs import decode_frame
+from ..codecs import conformed_photometric as jpeg_photometric, decode_frame
 from ..errors import DecodeError
 from ..frames import frame_bytes, frame_extents
 from ..pydicom_compat import get_jpg_parameters
@@ -38,20 +37,13 @@ def default_decoders() -> dict[str, Callable[..., list]]:
 
 
 def conformed_photometric(spec: PixelSpec, frame: bytes) -> str:
-    """The photometric interpretation pydicom decodes JPEG `frame` as (its ``_conform_jpg_colorspace``:
-    RGB component ids mean RGB; a JFIF marker on non-YBR data means YBR)."""
-    pi = spec.photometric_interpretation
+    """The photometric interpretation pydicom decodes `frame` as: JPEG 2000 as pydicom finishes it, JPEG by
+    the CPU codecs' rule (pydicom's ``_conform_jpg_colorspace``)."""
     if str(spec.transfer_syntax) in J2K_SYNTAXES:
-        return finished_photometric(pi)
+        return finished_photometric(spec.photometric_interpretation)
     if spec.samples_per_pixel != 3:
-        return pi
-    info = get_jpg_parameters(bytes(frame))
-    if info.get("component_ids") in ([82, 71, 66], [114, 103, 98]):
-        return "RGB"
-    ybr = "YBR_FULL_422" if spec.transfer_syntax == JPEGBaseline8Bit else "YBR_FULL"
-    if any(m.startswith(b"JFIF") for m in info.get("app", {}).values()) and "YBR" not in pi:
-        return ybr
-    return pi
+        return spec.photometric_interpretation
+    return jpeg_photometric(spec, get_jpg_parameters(bytes(frame)))
 
 
 def correct_unused_bits(arr, spec: PixelSpec, *, launcher, xp):
