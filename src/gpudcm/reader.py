@@ -25,8 +25,11 @@ from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 import numpy as np
-from pydicom.dataset import Dataset
+from pydicom.charset import default_encoding
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import data_element_generator
 from pydicom.uid import UID, RLELossless
+from pydicom.valuerep import VR
 
 from .errors import GpudcmError, InvalidPixelData
 from .frames import Frame, check_codestream_sizes, check_rle_capacity, encapsulated_extents, native_extents, native_frame
@@ -38,6 +41,8 @@ PIXEL_TAGS = {(0x7FE0, 0x0010): "PixelData", (0x7FE0, 0x0008): "FloatPixelData",
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 # Files up to this size are read in one call and parsed from memory (one syscall beats dozens).
 SLURP_BYTES = 4 << 20
+# A path's header is parsed from one read of its first bytes (the whole file when it is this small).
+HEAD_BYTES = 16 << 10
 
 # What the pixel path reads of a file's header (as pydicom's own path-based pixel_array does).
 HEADER_TAGS = [
@@ -67,12 +72,16 @@ class FileBytes:
     time must not have changed since it was opened; otherwise :class:`InvalidPixelData` names the file.
     """
 
-    def __init__(self, fp: BinaryIO, start: int, length: int, name: str) -> None:
+    def __init__(self, fp: BinaryIO, start: int, length: int, name: str,
+                 stamp: tuple[int, int] | None = None) -> None:
+        """`stamp`: the (size, mtime_ns) the caller's ``fstat`` of `fp` just gave (else fstat'ed here)."""
         self._fp, self.start, self.length, self.name = fp, start, length, name
         try:
             self._fd: int | None = fp.fileno()
-            st = os.fstat(self._fd)
-            self._stamp = (st.st_size, st.st_mtime_ns)
+            if stamp is None:
+                st = os.fstat(self._fd)
+                stamp = (st.st_size, st.st_mtime_ns)
+            self._stamp = stamp
         except (AttributeError, OSError, io.UnsupportedOperation):
             self._fd, self._stamp = None, None
         self._lock = threading.Lock()  # seek + read on a shared file object
@@ -158,16 +167,44 @@ class WindowFile(io.RawIOBase):
         return n
 
 
-def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[Dataset, PixelElement] | None:
-    """The dataset up to the pixel element (only `specific_tags` when given) and where that element's
-    value lies; None when the file is not read this way (no file meta, deflated, no pixel element)."""
+def _not_group_2(tag, vr, length) -> bool:
+    return tag >> 16 != 2
+
+
+_VRS = frozenset(vr.value for vr in VR)
+
+
+def file_meta(fp: BinaryIO) -> FileMetaDataset:
+    """The File Meta Information at `fp` (positioned after "DICM"), as pydicom's ``_read_file_meta_info``
+    returns it, from one pass of pydicom's element generator. Anything unusual (a VR that is not one, an
+    element pydicom's reader would re-read as implicit VR) goes to pydicom's own function."""
+    start = fp.tell()
+    try:
+        raw = {e.tag: e for e in data_element_generator(fp, False, True, stop_when=_not_group_2)}
+    except Exception:
+        raw = None
+    if raw is None or not all(e.VR in _VRS for e in raw.values()):
+        fp.seek(start)
+        return read_file_meta_info(fp)
+    meta = FileMetaDataset(raw)
+    meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding)
+    return meta
+
+
+def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[Dataset, str, str, int, int] | None:
+    """(dataset up to the pixel element, its keyword, VR, length field, value position in `fp`): pydicom's
+    read of the file meta and of the dataset (``read_dataset`` with ``stop_when``; only `specific_tags`
+    when given); None when the file is not read this way (no file meta, deflated, no pixel element, or
+    `fp` ends before the pixel element's header)."""
     fp.seek(0)
     read_preamble(fp, force=True)
-    meta = read_file_meta_info(fp)
+    meta = file_meta(fp)
     tsyntax = meta.get("TransferSyntaxUID")
-    if not tsyntax or UID(tsyntax).is_deflated:
+    if not tsyntax:
         return None
     tsyntax = UID(tsyntax)
+    if tsyntax.is_deflated:
+        return None
     ds = read_dataset(fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian,
                       stop_when=at_pixel_data, specific_tags=specific_tags)
     ds.file_meta = meta
@@ -188,18 +225,35 @@ def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[D
     keyword = PIXEL_TAGS.get((group, elem))
     if keyword is None:
         return None
-    start = fp.tell()
-    end = fp.seek(0, os.SEEK_END)
+    return ds, keyword, vr, length, fp.tell()
+
+
+def _element(keyword: str, vr: str, length: int, start: int, end: int, last8: bytes) -> PixelElement:
+    """Where the value lies: `end` is the file's size, `last8` its last 8 bytes (an undefined-length value
+    runs to the end of the file, less a sequence delimiter that ends it)."""
     undefined = length == 0xFFFFFFFF
-    if undefined:  # to the end of the file, less a sequence delimiter that ends it
-        if end - start >= 8:
-            fp.seek(end - 8)
-            if fp.read(8) == _SEQ_DELIMITER:
-                end -= 8
+    if undefined:
+        if end - start >= 8 and last8 == _SEQ_DELIMITER:
+            end -= 8
         present = end - start
     else:
         present = max(0, min(length, end - start))
-    return ds, PixelElement(keyword, vr, start, present, undefined)
+    return PixelElement(keyword, vr, start, present, undefined)
+
+
+def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[Dataset, PixelElement] | None:
+    """The dataset up to the pixel element (only `specific_tags` when given) and where that element's
+    value lies; None when the file is not read this way (no file meta, deflated, no pixel element)."""
+    found = parse_header(fp, specific_tags)
+    if found is None:
+        return None
+    ds, keyword, vr, length, start = found
+    end = fp.seek(0, os.SEEK_END)
+    last8 = b""
+    if length == 0xFFFFFFFF and end - start >= 8:
+        fp.seek(end - 8)
+        last8 = fp.read(8)
+    return ds, _element(keyword, vr, length, start, end, last8)
 
 
 def _extended_offsets(ds: Dataset) -> tuple[Any, Any] | None:
@@ -366,9 +420,66 @@ def _open_file(src, name: str):
     return src, lambda: src.seek(pos)
 
 
+_RETRY = object()
+
+
+def _lazy_path(path, name: str, tags: list[int] | None):
+    """A reader over the file at `path` from one read of its first bytes (the header, parsed from
+    memory) and one ``fstat`` (the size and modification time every later read is checked against):
+    native pixel bytes stay in the file (read into the output when decoded); encapsulated ones of a small
+    file are read now, in one read. ``_RETRY`` when the pixel element's header is not in those first bytes
+    (or they do not parse): the caller then reads the file the general way."""
+    fp = open(path, "rb", buffering=0)
+    ok = False
+    try:
+        fd = fp.fileno()
+        st = os.fstat(fd)
+        size = st.st_size
+        head = os.pread(fd, min(size, HEAD_BYTES), 0)
+        try:
+            found = parse_header(io.BytesIO(head), tags)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except Exception:
+            found = None
+        if found is None:
+            return _RETRY
+        ds, keyword, vr, length, start = found
+        last8 = b""
+        if length == 0xFFFFFFFF and size - start >= 8:
+            last8 = os.pread(fd, 8, size - 8)
+        elem = _element(keyword, vr, length, start, size, last8)
+        ds.filename = os.fspath(path)
+        spec = pixel_spec(ds, source=name, element=(elem.keyword, elem.vr, elem.length))
+        end = elem.offset + elem.length
+        closer = fp.close
+        if end <= len(head):  # the whole element came with the header
+            data = memoryview(head)[elem.offset : end]
+        elif spec.is_encapsulated and size <= SLURP_BYTES:  # codecs want bytes: one read of the element
+            data = memoryview(os.pread(fd, elem.length, elem.offset))
+            if len(data) != elem.length or os.fstat(fd).st_size != size:
+                raise InvalidPixelData(f"{name}: the file changed while it was being read "
+                                       f"({len(data)} of {elem.length} pixel bytes read)")
+        else:
+            data = FileBytes(fp, elem.offset, elem.length, name, stamp=(size, st.st_mtime_ns))
+        if not isinstance(data, FileBytes):
+            fp.close()
+            closer = None
+        reader = PixelReader(ds, spec, data, closer=closer)
+        ok = True
+        return reader
+    finally:
+        if not ok:
+            fp.close()
+
+
 def _lazy(src: Source, name: str, tags: list[int] | None) -> PixelReader | None:
     """A reader over the file (its header: `tags` only, or all before the pixel element when None), or
     None when the header cannot be read that way."""
+    if isinstance(src, (str, os.PathLike)):
+        reader = _lazy_path(src, name, tags)
+        if reader is not _RETRY:
+            return reader
     fp, closer = _open_file(src, name)
     ok = False
     try:
