@@ -22,14 +22,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import data_element_generator
 from pydicom.uid import UID, RLELossless
 from pydicom.valuerep import VR
+from pydicom.values import convert_UI
 
 from .errors import GpudcmError, InvalidPixelData
 from .frames import Frame, check_codestream_sizes, check_rle_capacity, encapsulated_extents, native_extents, native_frame
@@ -191,15 +193,34 @@ def file_meta(fp: BinaryIO) -> FileMetaDataset:
     return meta
 
 
-def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[Dataset, str, str, int, int] | None:
-    """(dataset up to the pixel element, its keyword, VR, length field, value position in `fp`): pydicom's
+class Header(NamedTuple):
+    ds: Dataset  # up to the pixel element, file meta attached
+    transfer_syntax: UID
+    keyword: str  # of the pixel element
+    vr: str
+    length: int  # its length field (0xFFFFFFFF: undefined)
+    start: int  # its value's position in the file
+
+
+def _transfer_syntax(meta: FileMetaDataset):
+    """The meta's Transfer Syntax UID (pydicom's UI conversion of the raw element; its ``get`` otherwise)."""
+    raw = meta.get_item(0x00020010)
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and raw.VR == "UI":
+        value = convert_UI(raw.value, True)
+        if isinstance(value, str):
+            return value
+    return meta.get("TransferSyntaxUID")
+
+
+def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> Header | None:
+    """The dataset up to the pixel element and where that element's value lies in `fp`: pydicom's
     read of the file meta and of the dataset (``read_dataset`` with ``stop_when``; only `specific_tags`
     when given); None when the file is not read this way (no file meta, deflated, no pixel element, or
     `fp` ends before the pixel element's header)."""
     fp.seek(0)
     read_preamble(fp, force=True)
     meta = file_meta(fp)
-    tsyntax = meta.get("TransferSyntaxUID")
+    tsyntax = _transfer_syntax(meta)
     if not tsyntax:
         return None
     tsyntax = UID(tsyntax)
@@ -225,7 +246,7 @@ def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[
     keyword = PIXEL_TAGS.get((group, elem))
     if keyword is None:
         return None
-    return ds, keyword, vr, length, fp.tell()
+    return Header(ds, tsyntax, keyword, vr, length, fp.tell())
 
 
 def _element(keyword: str, vr: str, length: int, start: int, end: int, last8: bytes) -> PixelElement:
@@ -247,7 +268,7 @@ def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[D
     found = parse_header(fp, specific_tags)
     if found is None:
         return None
-    ds, keyword, vr, length, start = found
+    ds, _, keyword, vr, length, start = found
     end = fp.seek(0, os.SEEK_END)
     last8 = b""
     if length == 0xFFFFFFFF and end - start >= 8:
@@ -444,13 +465,13 @@ def _lazy_path(path, name: str, tags: list[int] | None):
             found = None
         if found is None:
             return _RETRY
-        ds, keyword, vr, length, start = found
+        ds, tsyntax, keyword, vr, length, start = found
         last8 = b""
         if length == 0xFFFFFFFF and size - start >= 8:
             last8 = os.pread(fd, 8, size - 8)
         elem = _element(keyword, vr, length, start, size, last8)
         ds.filename = os.fspath(path)
-        spec = pixel_spec(ds, source=name, element=(elem.keyword, elem.vr, elem.length))
+        spec = pixel_spec(ds, source=name, element=(elem.keyword, elem.vr, elem.length), transfer_syntax=tsyntax)
         end = elem.offset + elem.length
         closer = fp.close
         if end <= len(head):  # the whole element came with the header

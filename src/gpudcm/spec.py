@@ -241,7 +241,10 @@ def transfer_syntax_of(ds: Dataset, src: str) -> UID:
             f"{src}: the dataset has no {tag_name('TransferSyntaxUID')} in its file meta, "
             "so its pixel data cannot be interpreted"
         )
-    tsyntax = UID(str(tsyntax))
+    return _known(UID(str(tsyntax)), src)
+
+
+def _known(tsyntax: UID, src: str) -> UID:
     if not tsyntax.is_transfer_syntax:
         raise UnsupportedTransferSyntax(f"{src}: {tag_name('TransferSyntaxUID')} '{tsyntax}' is not a known transfer syntax")
     return tsyntax
@@ -274,11 +277,13 @@ def _pixel_element(ds: Dataset, src: str) -> tuple[str, str, int]:
     return keyword, vr, len(value)
 
 
-def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, str, int] | None = None) -> PixelSpec:
+def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, str, int] | None = None,
+               transfer_syntax: UID | None = None) -> PixelSpec:
     """Build and validate the :class:`PixelSpec` of `ds`.
 
     `element` = (keyword, VR, bytes present) describes a pixel element that is not held in `ds` (the lazy
-    reader's header stops before it); without it the element is read from `ds`.
+    reader's header stops before it); without it the element is read from `ds`. `transfer_syntax`: the
+    file meta's, when the caller has read it already.
     Raises :class:`InvalidPixelData` (or :class:`UnsupportedTransferSyntax`) naming the file, the tag
     and the numbers when the pixel module cannot describe the bytes present.
     """
@@ -287,7 +292,7 @@ def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, st
         keyword, vr, nbytes = _pixel_element(ds, src)
     else:
         keyword, vr, nbytes = element
-    tsyntax = transfer_syntax_of(ds, src)
+    tsyntax = transfer_syntax_of(ds, src) if transfer_syntax is None else _known(UID(transfer_syntax), src)
     if nbytes == 0:
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} is empty (0 bytes)")
     if tsyntax.is_encapsulated and keyword != "PixelData":
