@@ -223,7 +223,7 @@ def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> Header
     tsyntax = _transfer_syntax(meta)
     if not tsyntax:
         return None
-    tsyntax = UID(tsyntax)
+    tsyntax = tsyntax if type(tsyntax) is UID else UID(tsyntax)
     if tsyntax.is_deflated:
         return None
     ds = read_dataset(fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian,

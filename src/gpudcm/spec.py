@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
@@ -84,11 +85,11 @@ class PixelSpec:
     pixel_nbytes: int
     declared_frames: int = field(default=1, compare=False)
 
-    @property
+    @cached_property  # asked many times a frame; the spec is frozen
     def is_encapsulated(self) -> bool:
         return bool(self.transfer_syntax.is_encapsulated)
 
-    @property
+    @cached_property
     def is_little_endian(self) -> bool:
         return bool(self.transfer_syntax.is_little_endian)
 
@@ -135,7 +136,7 @@ class PixelSpec:
     def itemsize(self) -> int:
         return 1 if self.bits_allocated == 1 else self.bits_allocated // 8
 
-    @property
+    @cached_property
     def dtype(self) -> np.dtype:
         """The output dtype, in native byte order (pydicom's dtype, byte order normalised)."""
         if self.pixel_keyword == "FloatPixelData":
@@ -146,7 +147,7 @@ class PixelSpec:
             return np.dtype("uint8")
         return np.dtype(f"{'ui'[self.pixel_representation]}{self.itemsize}")
 
-    @property
+    @cached_property
     def frame_shape(self) -> tuple[int, ...]:
         if self.samples_per_pixel == 1:
             return (self.rows, self.columns)
@@ -292,7 +293,10 @@ def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, st
         keyword, vr, nbytes = _pixel_element(ds, src)
     else:
         keyword, vr, nbytes = element
-    tsyntax = transfer_syntax_of(ds, src) if transfer_syntax is None else _known(UID(transfer_syntax), src)
+    if transfer_syntax is None:
+        tsyntax = transfer_syntax_of(ds, src)
+    else:
+        tsyntax = _known(transfer_syntax if type(transfer_syntax) is UID else UID(transfer_syntax), src)
     if nbytes == 0:
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} is empty (0 bytes)")
     if tsyntax.is_encapsulated and keyword != "PixelData":
