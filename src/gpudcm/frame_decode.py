@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .codecs.decode import correct_unused_bits
 from .cpu import _INTERRUPTS, _wrap, decoder_for, native_order
 from .errors import GpudcmError
 from .reader import PixelReader
@@ -115,28 +116,15 @@ _AS_STORED = frozenset({"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB"})
 
 def stored_as_decoded(spec: PixelSpec) -> bool:
     """Whether pydicom's decode of these native frames is their bytes as they are, up to its unused-bit
-    correction (:func:`correct_unused_bits`): little endian on a little-endian machine, whole bytes, no
-    4:2:2 expansion or colour conversion, interleaved samples. Such frames are read straight into the
-    output (one read, no intermediate copy)."""
+    correction (:func:`gpudcm.codecs.decode.correct_unused_bits`): little endian on a little-endian machine,
+    whole bytes, no 4:2:2 expansion or colour conversion, interleaved samples. Such frames are read straight
+    into the output (one read, no intermediate copy)."""
     return (spec.is_little_endian and _LITTLE_HOST and spec.bits_allocated >= 8
             and spec.photometric_interpretation in _AS_STORED and spec.planar_configuration == 0
             and not spec.is_ybr422_native)
 
 
 _LITTLE_HOST = sys.byteorder == "little"
-
-
-def correct_unused_bits(spec: PixelSpec, out: np.ndarray) -> None:
-    """pydicom's ``_correct_unused_bits`` on `out` in place: the bits above Bits Stored cleared (unsigned)
-    or set from the sign bit (signed), for Pixel Data with Bits Stored < Bits Allocated."""
-    if not spec.corrects_unused_bits:
-        return
-    shift = spec.bits_allocated - spec.bits_stored
-    if spec.pixel_representation == 0:  # one pass: the two shifts of an unsigned value are a mask
-        np.bitwise_and(out, out.dtype.type((1 << spec.bits_stored) - 1), out=out)
-    else:
-        np.left_shift(out, shift, out=out)
-        np.right_shift(out, shift, out=out)
 
 
 def _runs(indices: list[int], per_run: int) -> Iterator[tuple[int, int, int]]:
