@@ -148,8 +148,9 @@ def rle_reason_not(spec: PixelSpec, info: Any) -> str | None:
     return None
 
 
-def _check_rle_header(data, spec: PixelSpec) -> None:
-    """The segment table says what pydicom's decoder checks: the segment count, offsets inside the frame."""
+def _check_rle_header(data, spec: PixelSpec) -> tuple[int, ...]:
+    """The segment table says what pydicom's decoder checks: the segment count, offsets inside the frame.
+    Returns the offsets."""
     if len(data) < 64:
         raise ValueError("the RLE header is cut off")
     header = struct.unpack_from("<16L", data, 0)
@@ -159,10 +160,41 @@ def _check_rle_header(data, spec: PixelSpec) -> None:
     offsets = header[1 : 1 + want]
     if offsets[0] != 64 or any(b <= a for a, b in zip(offsets, offsets[1:])) or offsets[-1] >= len(data):
         raise ValueError(f"the RLE segment offsets {offsets} are not increasing inside the frame")
+    return offsets
+
+
+def _rle_by_segment(data, spec: PixelSpec, offsets: tuple[int, ...]) -> np.ndarray | None:
+    """One sample a pixel: each segment through imagecodecs' PackBits decoder and the bytes put together,
+    most significant segment first, with NumPy (faster than its DICOM RLE decoder's interleave). None
+    unless every segment decodes to exactly Rows x Columns bytes (then its DICOM RLE decoder decides)."""
+    plane = spec.rows * spec.columns
+    view = memoryview(data).cast("B")
+    ends = (*offsets[1:], len(view))
+    segments = [_ic().packbits_decode(view[a:b]) for a, b in zip(offsets, ends)]
+    if any(len(seg) != plane for seg in segments):
+        return None
+    k = spec.itemsize
+    if k == 1:
+        return np.frombuffer(segments[0], dtype=np.uint8).reshape(spec.rows, spec.columns)
+    dtype = np.dtype(f"u{k}")
+    arr = np.empty(plane, dtype=dtype)
+    for j, seg in enumerate(segments):  # segment j holds byte k - 1 - j of each sample
+        byte = np.frombuffer(seg, dtype=np.uint8)
+        if j == 0:
+            np.left_shift(byte, 8 * (k - 1), out=arr, dtype=dtype)
+        elif j < k - 1:
+            arr |= np.left_shift(byte, 8 * (k - 1 - j), dtype=dtype)
+        else:
+            np.bitwise_or(arr, byte, out=arr)
+    return arr.reshape(spec.rows, spec.columns)
 
 
 def rle_decode(data, spec: PixelSpec, info: Any) -> np.ndarray:
-    _check_rle_header(data, spec)
+    offsets = _check_rle_header(data, spec)
+    if spec.samples_per_pixel == 1:
+        arr = _rle_by_segment(data, spec, offsets)
+        if arr is not None:
+            return arr
     dtype = np.dtype(f"<u{spec.itemsize}")
     out = _ic().dicomrle_decode(data, dtype)
     plane = spec.rows * spec.columns
