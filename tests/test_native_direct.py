@@ -164,3 +164,30 @@ def test_file_meta_is_pydicoms(tmp_path):
         ours, theirs = reader.file_meta(a), read_file_meta_info(b)
         assert a.tell() == b.tell()
         assert [(e.tag, e.VR, e.value) for e in ours] == [(e.tag, e.VR, e.value) for e in theirs]
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_open_readers_hold_no_file_descriptor(tmp_path):
+    """Readers of paths (thousands wait in a device batch) hold no descriptor: reads open the file by path
+    and still refuse a file that changed since it was opened."""
+    import os
+
+    path = _write(tmp_path, "u16-12bit-explicit")
+    big = tmp_path / "big.dcm"  # past the first read: its pixel bytes stay in the file
+    big.write_bytes(open(path, "rb").read())
+    ds = __import__("pydicom").dcmread(big)
+    ds.Rows = ds.Columns = 128
+    ds.PixelData = RNG.integers(0, 1 << 16, size=128 * 128, dtype=np.uint16).tobytes()
+    ds.save_as(big)
+    before = len(os.listdir("/proc/self/fd"))
+    readers = [gpudcm.open_pixels(str(big)) for _ in range(40)]
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert isinstance(readers[0].data, reader.FileBytes)
+    want = pydicom_pixel_array(str(big))
+    np.testing.assert_array_equal(frame_decode.decode_frames(readers[0], None), want)
+    with open(big, "ab") as fp:  # the file grows: the stamp taken at open no longer matches
+        fp.write(b"\0\0")
+    with pytest.raises(gpudcm.GpudcmError, match="changed while it was being read"):
+        frame_decode.decode_frames(readers[1], None)
+    for r in readers:
+        r.close()

@@ -72,12 +72,15 @@ class FileBytes:
     Slicing (``fb[a:b]``) returns bytes, so the extent code in :mod:`gpudcm.frames` scans a file exactly as
     it scans a buffer. Each read must return every byte asked for and the file's size and modification
     time must not have changed since it was opened; otherwise :class:`InvalidPixelData` names the file.
+    Once :meth:`detach`-ed (a file opened by path), each read opens the file by its path, so a reader
+    (e.g. one of thousands waiting in a device batch) holds no file descriptor.
     """
 
     def __init__(self, fp: BinaryIO, start: int, length: int, name: str,
-                 stamp: tuple[int, int] | None = None) -> None:
-        """`stamp`: the (size, mtime_ns) the caller's ``fstat`` of `fp` just gave (else fstat'ed here)."""
-        self._fp, self.start, self.length, self.name = fp, start, length, name
+                 stamp: tuple[int, int] | None = None, path: str | None = None) -> None:
+        """`stamp`: the (size, mtime_ns) the caller's ``fstat`` of `fp` just gave (else fstat'ed here);
+        `path`: where `fp` was opened from (for :meth:`detach`)."""
+        self._fp, self.start, self.length, self.name, self._path = fp, start, length, name, path
         try:
             self._fd: int | None = fp.fileno()
             if stamp is None:
@@ -101,10 +104,16 @@ class FileBytes:
         return InvalidPixelData(f"{self.name}: the file changed while it was being read ({what}); "
                                 "no frame is returned from a file that is being rewritten")
 
-    def _check(self) -> None:
+    def detach(self) -> None:
+        """Close the file; later reads open it by path (and check the same size and modification time)."""
+        if self._path is not None and self._fd is not None:
+            self._fp.close()
+            self._fp = self._fd = None
+
+    def _check(self, fd: int | None) -> None:
         if self._stamp is None:
             return
-        st = os.fstat(self._fd)
+        st = os.fstat(fd)
         if (st.st_size, st.st_mtime_ns) != self._stamp:
             raise self._changed(f"size {self._stamp[0]} -> {st.st_size} bytes, or its modification time moved")
 
@@ -115,18 +124,27 @@ class FileBytes:
         if pos < 0 or pos + n > self.length:
             raise InvalidPixelData(f"{self.name}: bytes {pos}..{pos + n} asked for, outside the "
                                    f"{self.length}-byte pixel element")
-        done = 0
-        while done < n:
-            if self._fd is not None:
-                got = os.preadv(self._fd, [view[done:]], self.start + pos + done)
-            else:
-                with self._lock:
-                    self._fp.seek(self.start + pos + done)
-                    got = self._fp.readinto(view[done:])
-            if not got:
-                raise self._changed(f"{n - done} of {n} bytes at offset {self.start + pos + done} are gone")
-            done += got
-        self._check()
+        fd = opened = None
+        if self._fd is not None:
+            fd = self._fd
+        elif self._path is not None:
+            fd = opened = os.open(self._path, os.O_RDONLY)
+        try:
+            done = 0
+            while done < n:
+                if fd is not None:
+                    got = os.preadv(fd, [view[done:]], self.start + pos + done)
+                else:
+                    with self._lock:
+                        self._fp.seek(self.start + pos + done)
+                        got = self._fp.readinto(view[done:])
+                if not got:
+                    raise self._changed(f"{n - done} of {n} bytes at offset {self.start + pos + done} are gone")
+                done += got
+            self._check(fd)
+        finally:
+            if opened is not None:
+                os.close(opened)
 
     def read_at(self, pos: int, n: int) -> bytes:
         return self.read_array(pos, n).tobytes()
@@ -473,7 +491,6 @@ def _lazy_path(path, name: str, tags: list[int] | None):
         ds.filename = os.fspath(path)
         spec = pixel_spec(ds, source=name, element=(elem.keyword, elem.vr, elem.length), transfer_syntax=tsyntax)
         end = elem.offset + elem.length
-        closer = fp.close
         if end <= len(head):  # the whole element came with the header
             data = memoryview(head)[elem.offset : end]
         elif spec.is_encapsulated and size <= SLURP_BYTES:  # codecs want bytes: one read of the element
@@ -482,11 +499,12 @@ def _lazy_path(path, name: str, tags: list[int] | None):
                 raise InvalidPixelData(f"{name}: the file changed while it was being read "
                                        f"({len(data)} of {elem.length} pixel bytes read)")
         else:
-            data = FileBytes(fp, elem.offset, elem.length, name, stamp=(size, st.st_mtime_ns))
-        if not isinstance(data, FileBytes):
+            data = FileBytes(fp, elem.offset, elem.length, name, stamp=(size, st.st_mtime_ns), path=os.fspath(path))
+        reader = PixelReader(ds, spec, data)  # encapsulated extents: item headers read through the open file
+        if isinstance(data, FileBytes):
+            data.detach()  # frame reads open the file by path: the reader holds no descriptor
+        else:
             fp.close()
-            closer = None
-        reader = PixelReader(ds, spec, data, closer=closer)
         ok = True
         return reader
     finally:
