@@ -190,14 +190,22 @@ _US_KEYWORDS = frozenset({"SamplesPerPixel", "PlanarConfiguration", "Rows", "Col
                           "HighBit", "PixelRepresentation"})
 
 
-def _value(ds: Dataset, keyword: str):
-    """The value of element `keyword` in `ds`, or None when absent (read by tag).
+def _raw_elements(ds: Dataset) -> dict[int, object] | None:
+    """`ds`'s elements by tag, unconverted (pydicom's ``Dataset.elements()``), for a header of a few
+    elements (the lazy reader's); None for a larger dataset (looked up element by element instead)."""
+    if len(ds) > 32:
+        return None
+    return {int(e.tag): e for e in ds.elements()}
+
+
+def _value(ds: Dataset, keyword: str, raws: dict | None = None):
+    """The value of element `keyword` in `ds` (`raws`: its elements by tag), or None when absent.
 
     The hot path of a file just read: a single US value, a plain IS number or a plain CS word is taken
     from pydicom's raw element (its bytes, VR and byte order) without building a DataElement; anything
     else (multiple values, odd lengths, other VRs, converted elements) goes through pydicom's conversion."""
     tag = _TAG_OF[keyword]
-    raw = ds.get_item(tag)
+    raw = ds.get_item(tag) if raws is None else raws.get(tag)
     if raw is None:
         return None
     if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
@@ -216,9 +224,10 @@ def _value(ds: Dataset, keyword: str):
     return ds[tag].value
 
 
-def _get_int(ds: Dataset, keyword: str, src: str, *, required: bool = True, default: int | None = None) -> int | None:
+def _get_int(ds: Dataset, raws: dict | None, keyword: str, src: str, *, required: bool = True,
+             default: int | None = None) -> int | None:
     try:
-        elem = _value(ds, keyword)
+        elem = _value(ds, keyword, raws)
     except Exception as exc:  # a malformed value raises on access (e.g. IS '1A')
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} could not be read: {exc}") from exc
     if elem is None or (isinstance(elem, (str, bytes, list)) and len(elem) == 0):
@@ -302,24 +311,25 @@ def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, st
     if tsyntax.is_encapsulated and keyword != "PixelData":
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} cannot be encapsulated ({tsyntax.name})")
 
-    rows = _get_int(ds, "Rows", src)
-    columns = _get_int(ds, "Columns", src)
-    samples = _get_int(ds, "SamplesPerPixel", src)
-    bits_allocated = _get_int(ds, "BitsAllocated", src)
+    raws = _raw_elements(ds)
+    rows = _get_int(ds, raws, "Rows", src)
+    columns = _get_int(ds, raws, "Columns", src)
+    samples = _get_int(ds, raws, "SamplesPerPixel", src)
+    bits_allocated = _get_int(ds, raws, "BitsAllocated", src)
     is_float = keyword != "PixelData"
-    bits_stored = _get_int(ds, "BitsStored", src, required=not is_float, default=bits_allocated)
-    high_bit = _get_int(ds, "HighBit", src, required=False, default=None)
-    pixel_rep = _get_int(ds, "PixelRepresentation", src, required=not is_float, default=0)
+    bits_stored = _get_int(ds, raws, "BitsStored", src, required=not is_float, default=bits_allocated)
+    high_bit = _get_int(ds, raws, "HighBit", src, required=False, default=None)
+    pixel_rep = _get_int(ds, raws, "PixelRepresentation", src, required=not is_float, default=0)
     try:
-        pi = _value(ds, "PhotometricInterpretation")
+        pi = _value(ds, "PhotometricInterpretation", raws)
     except Exception as exc:
         raise InvalidPixelData(f"{src}: {tag_name('PhotometricInterpretation')} could not be read: {exc}") from exc
     if not pi:
         raise InvalidPixelData(f"{src}: missing required element {tag_name('PhotometricInterpretation')}")
     pi = str(pi).strip()
 
-    if _TAG_OF["NumberOfFrames"] in ds:
-        frames = _get_int(ds, "NumberOfFrames", src, required=False, default=None)
+    if (_TAG_OF["NumberOfFrames"] in ds) if raws is None else (_TAG_OF["NumberOfFrames"] in raws):
+        frames = _get_int(ds, raws, "NumberOfFrames", src, required=False, default=None)
         if frames is None or frames == 0:
             frames = 1  # pydicom assumes one frame for an empty or zero value
     else:
@@ -368,7 +378,7 @@ def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, st
         )
     planar = 0
     if samples == 3:
-        planar = _get_int(ds, "PlanarConfiguration", src)
+        planar = _get_int(ds, raws, "PlanarConfiguration", src)
         if planar not in (0, 1):
             raise InvalidPixelData(f"{src}: {tag_name('PlanarConfiguration')} is {planar}; it must be 0 or 1")
 
