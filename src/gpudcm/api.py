@@ -255,10 +255,10 @@ def decode_batch(
     """Decode many sources; results keep input order.
 
     Each source is opened with the lazy reader and only its frames (all, or frame `index`) are read, when
-    the batch reaches them. `workers` threads parse and decode on the CPU. The default is 1: pydicom and
-    the codec plugins installed today hold the GIL while they work, and two threads measured 0.35x to
-    1.6x of a serial loop (benchmarks/results/cpu-dev-machine.md); more threads pay off for slow storage
-    or GIL-free codecs. On CUDA the native frames of all sources are batched through the device pipeline.
+    the batch reaches them. On the CPU the calling thread opens the sources in order (header parse) while
+    `workers` threads read and decode them (default: all cores when the first source's codec releases the
+    GIL, native data included; 1, a plain loop, for GIL-holding plugins). On CUDA the native frames of all
+    sources are batched through the device pipeline (`workers` threads open the sources).
     ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype;
     ``out=`` (implies ``stack``) is a preallocated (sources, *shape) NumPy/CuPy array that receives it.
     ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
