@@ -34,7 +34,7 @@ def _rle_file(tmp_path, bits: int, stored: int, rep: int, frames: int = 2):
 
 
 @pytest.mark.parametrize("bits,stored,rep", [(8, 8, 0), (8, 5, 1), (16, 12, 1), (16, 16, 0), (32, 20, 0), (32, 31, 1)])
-def test_segments_equal_the_dicom_rle_decoder_and_pydicom(tmp_path, bits, stored, rep):
+def test_segments_equal_the_dicom_rle_decoder_and_pydicom(tmp_path, monkeypatch, bits, stored, rep):
     path = _rle_file(tmp_path, bits, stored, rep)
     with gpudcm.open_pixels(path) as r:
         for i in range(r.spec.number_of_frames):
@@ -44,6 +44,14 @@ def test_segments_equal_the_dicom_rle_decoder_and_pydicom(tmp_path, bits, stored
             assert ours is not None
             theirs = np.frombuffer(imagecodecs.dicomrle_decode(frame, f"<u{bits // 8}"), f"<u{bits // 8}")
             np.testing.assert_array_equal(ours.reshape(-1), theirs)
+            into = np.empty(r.spec.frame_shape, dtype=r.spec.dtype)  # straight into an output frame
+            assert icc.rle_decode_into(frame, r.spec, {}, into)
+            np.testing.assert_array_equal(into.view(f"u{bits // 8}").reshape(-1), theirs)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("one-sample frames decode straight into the output, not via dicomrle_decode")
+
+    monkeypatch.setattr(imagecodecs, "dicomrle_decode", refused)
     np.testing.assert_array_equal(gpudcm.pixel_array(path, device="cpu"), pydicom_pixel_array(path))
 
 
@@ -55,5 +63,8 @@ def test_a_short_segment_goes_to_the_dicom_rle_decoder(tmp_path):
     spec = pixel_spec(ds)
     short = struct.pack("<16L", 2, 64, 66, *([0] * 13)) + bytes([256 - 62, 1]) + bytes([256 - 3, 9])
     assert icc._rle_by_segment(short, spec, icc._check_rle_header(short, spec)) is None
+    untouched = np.full(spec.frame_shape, 7, dtype=spec.dtype)
+    assert not icc.rle_decode_into(short, spec, {}, untouched)
+    assert (untouched == 7).all()  # nothing written when refused
     with pytest.raises(ValueError):
         icc.rle_decode(short, spec, {})

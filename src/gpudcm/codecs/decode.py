@@ -130,7 +130,11 @@ def _into(spec: PixelSpec, data, out: np.ndarray, raw: bool, as_rgb: bool, bit_o
     try:
         if not backend.finished:
             try:
-                finish(backend.decode(data, spec, info), spec, info, out, raw=raw, as_rgb=as_rgb)
+                if backend.decode_into is not None and backend.decode_into(data, spec, info, out):
+                    samples = out  # the stored samples are in place; pydicom's rules run on them there
+                else:
+                    samples = backend.decode(data, spec, info)
+                finish(samples, spec, info, out, raw=raw, as_rgb=as_rgb)
                 return backend.name
             except _INTERRUPTS:
                 raise
