@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, Union
 
 import numpy as np
+from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless
 
 from .capabilities import backend_for
@@ -360,6 +361,8 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
 
     if out is not None and not isinstance(out, np.ndarray):
         raise GpudcmError(f"decode_batch: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
+    if workers is None and not all(isinstance(s, _SHAREABLE) for s in sources):
+        workers = 1  # a caller's stream is read in place: one source at a time
     results = _pipeline(len(sources), opened, decoded, workers if len(sources) > 1 else 1)
     if out is not None:
         results = out
@@ -434,6 +437,10 @@ def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, inf
         if kept is not None:
             kept += mine
     return out, kept
+
+
+# Sources that threads may read side by side (each opened on its own; a caller's file object is not).
+_SHAREABLE = (str, os.PathLike, bytes, bytearray, memoryview, Dataset, PixelReader)
 
 
 def _cpu_workers(reader) -> int:
