@@ -230,6 +230,8 @@ def _get_int(ds: Dataset, raws: dict | None, keyword: str, src: str, *, required
         elem = _value(ds, keyword, raws)
     except Exception as exc:  # a malformed value raises on access (e.g. IS '1A')
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} could not be read: {exc}") from exc
+    if type(elem) is int:  # the raw US / IS values of a file just read
+        return elem
     if elem is None or (isinstance(elem, (str, bytes, list)) and len(elem) == 0):
         if required:
             raise InvalidPixelData(f"{src}: missing required element {tag_name(keyword)}")
