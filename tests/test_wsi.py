@@ -361,7 +361,8 @@ def test_bench_workload_runs(tmp_path):
     from gpudcm.bench.wsi import run
 
     text = run(device="cpu", quick=True, cache=str(tmp_path / "cache"), out=str(tmp_path / "out"))
-    assert "| gpudcm cpu fast (libjpeg-turbo) |" in text and "equal to wsidicom" in text
+    assert "| gpudcm cpu exact=False (libjpeg-turbo) | " in text and "equal to wsidicom" in text
+    assert "MONOCHROME2" in text and "of the limit" not in text and "the limit (the codec alone" in text
     assert (tmp_path / "out" / "wsi-cpu-quick.md").is_file()
 
 
