@@ -85,12 +85,7 @@ def available_for() -> bool:
 
 
 def usable(transfer_syntax) -> bool:
-    return _usable(str(transfer_syntax))
-
-
-@lru_cache(maxsize=None)
-def _usable(transfer_syntax: str) -> bool:  # pydicom's is_native / is_available take ~40 us: once per syntax
-    decoder = _decoder(transfer_syntax)
+    decoder = _decoder(str(transfer_syntax))
     return decoder is not None and (decoder.is_native or decoder.is_available)
 
 

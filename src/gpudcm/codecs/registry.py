@@ -115,7 +115,10 @@ def choose(spec: PixelSpec, info: Any = None) -> tuple[Backend, str]:
     from ..errors import UnsupportedTransferSyntax
 
     skipped = []
-    for b in available(str(spec.transfer_syntax)):
+    ts = str(spec.transfer_syntax)
+    for b in backends(ts):
+        if not b.is_available(ts):  # asked only when reached: pydicom's availability check takes ~40 us
+            continue
         why = b.reason_not(spec, info)
         if why is None:
             return b, "; ".join(skipped)

@@ -58,14 +58,16 @@ class FrameReader:
         return self._open().subset(list(indices))
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
-        """The bytes of frames `indices` (0-based within this file), each read from the file when asked."""
+        """The bytes of frames `indices` (0-based within this file), in that order, read in one pass
+        through the file (frames in file order: one forward sweep, whatever order the tiles were asked in)."""
         reader = self._open()
         spec, n = reader.spec, min(len(reader.frames), reader.spec.number_of_frames)
-        out = []
         for i in indices:
             if not 0 <= i < n:
                 raise GpudcmError(f"{spec.source}: frame {i} is not in the file ({len(reader.frames)} frames)")
-            out.append(bytes(reader.frame_bytes(i)))
+        out: list[bytes] = [b""] * len(indices)
+        for j in sorted(range(len(indices)), key=lambda j: reader.frame(indices[j])[0].offset):
+            out[j] = bytes(reader.frame_bytes(indices[j]))
         return out
 
 
