@@ -196,3 +196,28 @@ def test_jpegls_colour_by_plane_and_by_pixel(interleave):
     from pydicom.pixels import pixel_array as pydicom_pixel_array
 
     np.testing.assert_array_equal(got, pydicom_pixel_array(ds))
+
+
+def test_thread_map_keeps_order_raises_the_first_failure_and_nests():
+    """The caller works with the pool (items taken in turn): results in input order, the error of the
+    first failing item, and a thread_map inside a pool thread finishes (helpers not started are cancelled
+    and the caller does their share, where waiting on them would deadlock a full pool)."""
+    import threading
+
+    from gpudcm.codecs import thread_map
+
+    assert thread_map(lambda x: x * x, list(range(50)), 2) == [x * x for x in range(50)]
+
+    def fails(x):
+        if x in (7, 30):
+            raise ValueError(f"item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="item 7"):
+        thread_map(fails, list(range(50)), 2)
+    result = []
+    worker = threading.Thread(target=lambda: result.append(
+        thread_map(lambda x: sum(thread_map(lambda y: y, list(range(x)), 2)), list(range(20)), 2)))
+    worker.start()
+    worker.join(60)  # a deadlock would never finish; this is no timing of speed
+    assert result == [[sum(range(x)) for x in range(20)]]
