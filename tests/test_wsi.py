@@ -2,7 +2,9 @@
 
 Exact truth: each file's frames as pydicom decodes them (``pydicom.pixels.pixel_array``), placed at the
 tile position the generator wrote them for (tests/wsi_data.py), missing tiles white. Second truth:
-wsidicom's ``read_region`` on the same files (JPEG within the lossy tolerance, <= 2; others exact).
+wsidicom's ``read_region`` on the same files (lossy JPEG: within 5 by default, pydicom's libjpeg against
+libjpeg-turbo; equal with ``exact=False``; others exact). TILED_FULL focal planes / optical paths: pydicom's
+frames placed by the standard's frame order, and wsidicom's read_region for that z / path.
 The device path runs through the contract stand-ins (HostOps, nvJPEG / nvImageCodec stand-ins).
 """
 
