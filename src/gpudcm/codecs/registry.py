@@ -82,6 +82,7 @@ RLE = Backend("imagecodecs-dicomrle", "imagecodecs", icc.rle_decode, icc.has("di
               decode_into=icc.rle_decode_into)
 
 _NATIVE = (NUMPY, PYDICOM_NATIVE)
+_LOSSY_JPEG = frozenset({str(JPEGBaseline8Bit), str(JPEGExtended12Bit)})
 REGISTRY: dict[str, tuple[Backend, ...]] = {
     ImplicitVRLittleEndian: _NATIVE,
     ExplicitVRLittleEndian: _NATIVE,
@@ -118,7 +119,10 @@ def choose(spec: PixelSpec, info: Any = None) -> tuple[Backend, str]:
     from ..errors import UnsupportedTransferSyntax
 
     skipped = []
-    for b in available(str(spec.transfer_syntax)):
+    ts = str(spec.transfer_syntax)
+    for b in backends(ts):
+        if not b.is_available(ts):  # asked only when reached: pydicom's availability check takes ~40 us
+            continue
         why = b.reason_not(spec, info)
         if why is None:
             return b, "; ".join(skipped)
@@ -143,4 +147,8 @@ def describe(transfer_syntax: UID) -> tuple[bool, str]:
         f"pydicom ({', '.join(pydicom_plugins.plugin_names(transfer_syntax))})" if b is PYDICOM else b.name
         for b in found
     ]
-    return True, "CPU backends, fastest first: " + ", ".join(names)
+    text = "CPU backends, fastest first: " + ", ".join(names)
+    if LIBJPEG_TURBO in found and str(transfer_syntax) in _LOSSY_JPEG:
+        text += (f" ({LIBJPEG_TURBO.name} for frames whose header class is proven within the lossy tolerance "
+                 "of pydicom's decode: 8-bit grey and stored RGB 4:4:4; YCbCr colour and 12-bit go to pydicom)")
+    return True, text
