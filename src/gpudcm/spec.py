@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
