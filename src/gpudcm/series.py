@@ -101,6 +101,12 @@ def read_header(path: str | os.PathLike) -> SliceHeader | None:
     ds, kind = read_classified(path, _TAGS)  # the same test as every consumer (gpudcm.classify)
     if not kind.is_image:
         return None
+    return slice_header(ds, path)
+
+
+def slice_header(ds, path: str) -> SliceHeader | None:
+    """The grouping/ordering header from an image's dataset `ds` (elements it lacks read as absent), or
+    None when Rows/Columns/Number of Frames are unreadable."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
