@@ -521,6 +521,18 @@ def _decode_opened(dataset: "DicomDataset", opened: list[tuple[int, str, PixelRe
                   dataset.transform)
 
 
+def _warm_cpu() -> None:
+    """Import the CPU decode path and ask which codecs are installed, in this process: forked DataLoader
+    workers (new ones every epoch unless ``persistent_workers``) then start with it instead of each
+    importing it again on its first batch."""
+    from . import frame_decode  # noqa: F401
+    from .codecs import processes, registry  # noqa: F401
+
+    for ts, backends in registry.REGISTRY.items():
+        for backend in backends:
+            backend.is_available(ts)
+
+
 class _Decoded(torch.utils.data.Dataset):
     """A CPU DicomDataset as the DataLoader fetches it: each batch decoded where it is fetched
     (``__getitems__``: one call per batch), already the batch dict."""
@@ -558,6 +570,8 @@ class DicomLoader:
         self.dataset = dataset
         self.on_cpu = resolve_device(dataset.device) == "cpu"
         self.decodes_in_workers = kwargs.get("num_workers", 0) > 0 and self.on_cpu
+        if self.decodes_in_workers:
+            _warm_cpu()
         fetched: torch.utils.data.Dataset = _Decoded(dataset) if self.on_cpu else dataset
         collate = _fetched if self.on_cpu else collate_payloads
         self.loader = torch.utils.data.DataLoader(fetched, batch_size=batch_size, collate_fn=collate, **kwargs)
