@@ -51,6 +51,44 @@ def thread_map(fn, items: Sequence, threads: int | None) -> list:
     return list(_pool(n, os.getpid()).map(fn, items))
 
 
+# A file's frames go to the thread pool only when each thread gets at least this many decoded bytes:
+# below it, handing frames over costs more than a second core gains (measured with the fastest codec, DICOM
+# RLE, whose frames are the cheapest per byte: `python benchmarks/thread_threshold.py`).
+MIN_THREAD_BYTES = 256 << 10
+
+
+def frame_threads(spec: PixelSpec, frames: int, threads: int | None) -> int:
+    """Threads to decode `frames` frames of `spec` on (at most `threads`, default all cores): 1 when the
+    frames are too small to pay for the hand-over, else as many as get ``MIN_THREAD_BYTES`` each."""
+    most = min(threads or default_threads(), frames)
+    if most <= 1:
+        return 1
+    total = frames * spec.frame_pixels * spec.dtype.itemsize
+    return max(1, min(most, total // max(1, MIN_THREAD_BYTES)))
+
+
+def chunk_map(fn, n: int, threads: int) -> list:
+    """``[fn(k) for k in range(n)]`` in `threads` contiguous chunks, one per thread (this thread runs the
+    first): one hand-over per thread, not per frame."""
+    if threads <= 1 or n <= 1:
+        return [fn(k) for k in range(n)]
+    threads = min(threads, n)
+    bounds = [n * t // threads for t in range(threads + 1)]
+
+    def run(t: int) -> list:
+        return [fn(k) for k in range(bounds[t], bounds[t + 1])]
+
+    pool = _pool(threads - 1, os.getpid())
+    futures = [pool.submit(run, t) for t in range(1, threads)]
+    try:
+        out = run(0)
+    finally:
+        rest = [f.result() for f in futures]  # wait for every chunk, even when this one raised
+    for part in rest:
+        out += part
+    return out
+
+
 def _shift(arr: np.ndarray, bits: int) -> None:
     if bits > 0:
         np.left_shift(arr, bits, out=arr)
@@ -153,7 +191,9 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
     if out.shape[0] != n:
         raise ValueError(f"out holds {out.shape[0]} frames, {n} given")
     infos = [pydicom_plugins.frame_info(spec, f) for f in frames]
-    chosen = [choose(spec, i)[0] for i in infos]
+    chosen = []
+    for k, info in enumerate(infos):  # frames with the same codestream parameters take the same backend
+        chosen.append(chosen[k - 1] if k and info == infos[k - 1] else choose(spec, info)[0])
     names = [i if first_index is None else first_index[i] for i in range(n)]
     offsets = bit_offsets or [0] * n
 
@@ -168,4 +208,4 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
         if processes.usable(n, workers) and processes.decode_in_processes(
                 spec, frames, out, raw=raw, as_rgb=as_rgb, processes=workers):
             return [b.name for b in chosen]
-    return thread_map(one, range(n), threads if parallel else 1)
+    return chunk_map(one, n, frame_threads(spec, n, threads) if parallel else 1)
