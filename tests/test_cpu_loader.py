@@ -126,12 +126,9 @@ def _no_pool_in_worker(worker_id):
 
 def test_workers_decode_on_one_thread(tmp_path):
     """A file whose frames the main process would put on the pool decodes on one thread in a worker."""
-    from gpudcm.codecs import decode
-    from test_cpu_threads import _rle
+    from test_cpu_threads import big_rle
 
-    path = str(_rle(tmp_path / "big.dcm", -(-4 * decode.MIN_THREAD_BYTES // (256 * 256 * 2)), 256))
-    spec = gpudcm.open_pixels(path).spec
-    assert decode.frame_threads(spec, spec.number_of_frames, 2) == 2  # the main process would use threads
+    path = str(big_rle(tmp_path / "big.dcm"))  # decode_batch([path], workers=2) puts it on the pool
     loader = gt.DicomLoader(gt.DicomDataset([path, path], device="cpu"), batch_size=1, num_workers=2,
                             worker_init_fn=_no_pool_in_worker)
     for batch in loader:

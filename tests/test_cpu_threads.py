@@ -57,15 +57,17 @@ def pool_calls(monkeypatch):
     return calls
 
 
-def test_threads_only_when_each_gets_enough_bytes():
-    small = gpudcm.open_pixels(str(next(p for p in corpus_files() if p.name == "rtdose_rle.dcm"))).spec
-    assert codec_decode.frame_threads(small, small.number_of_frames, 2) == 1  # 15 frames of 10 x 10
-    per_frame = small.frame_pixels * small.dtype.itemsize
-    enough = -(-2 * codec_decode.MIN_THREAD_BYTES // per_frame)  # frames for two full threads
-    assert codec_decode.frame_threads(small, enough, 2) == 2
-    assert codec_decode.frame_threads(small, enough - 1, 2) == 1
-    assert codec_decode.frame_threads(small, 10 * enough, 1) == 1  # never more than asked for
-    assert codec_decode.frame_threads(small, 1, 8) == 1
+def test_threads_only_when_each_gets_enough_work():
+    least, floor = codec_decode.MIN_THREAD_SECONDS, codec_decode.MIN_THREAD_BYTES
+    big = floor  # bytes per frame: never the limit below
+    assert codec_decode.frame_threads(14, 20e-6, 2, big) == 1  # e.g. small RLE frames: microseconds each
+    assert codec_decode.frame_threads(8, least / 5, 2, big) == 1  # two threads would get 0.8 of the minimum
+    assert codec_decode.frame_threads(8, least / 4, 2, big) == 2  # the minimum each
+    assert codec_decode.frame_threads(8, least, 8, big) == 8
+    assert codec_decode.frame_threads(100, least, 1, big) == 1  # never more than asked for
+    assert codec_decode.frame_threads(1, 1.0, 8, big) == 1  # nor more than frames
+    assert codec_decode.frame_threads(13, 1.0, 2, 400) == 1  # tiny frames stay here, however slow the first was
+    assert codec_decode.frame_threads(8, 1.0, 2, floor // 4) == 2  # 2 x floor bytes in all
 
 
 def test_small_multiframe_file_decodes_serially(pool_calls):
@@ -76,12 +78,15 @@ def test_small_multiframe_file_decodes_serially(pool_calls):
 
 
 def test_large_multiframe_file_uses_the_pool_in_chunks(tmp_path, pool_calls):
-    side = 256
-    frames = -(-4 * codec_decode.MIN_THREAD_BYTES // (side * side * 2))  # two threads, twice over
-    path = _rle(tmp_path / "big_rle.dcm", frames, side)
+    path = big_rle(tmp_path / "big_rle.dcm")
     got = gpudcm.decode_batch([path], device="cpu", workers=2)[0]
     np.testing.assert_array_equal(got, reference(path))
     assert pool_calls == [(1,)]  # one hand-over: the second half of the frames (this thread ran the first)
+
+
+def big_rle(path):
+    """8 frames of 512 x 512 12-bit noise: each frame's RLE decode takes well over MIN_THREAD_SECONDS."""
+    return _rle(path, 8, 512)
 
 
 def test_chunk_map_keeps_order_and_covers_every_item(pool_calls):

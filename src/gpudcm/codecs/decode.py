@@ -12,6 +12,7 @@ fails on a frame hands it to pydicom's plugins, which decide (values or the erro
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -51,20 +52,25 @@ def thread_map(fn, items: Sequence, threads: int | None) -> list:
     return list(_pool(n, os.getpid()).map(fn, items))
 
 
-# A file's frames go to the thread pool only when each thread gets at least this many decoded bytes:
-# below it, handing frames over costs more than a second core gains (measured with the fastest codec, DICOM
-# RLE, whose frames are the cheapest per byte: `python benchmarks/thread_threshold.py`).
-MIN_THREAD_BYTES = 256 << 10
+# A file's frames go to the thread pool only when each thread gets at least this much codec work (CPU
+# seconds, estimated from the first frames' decode) and at least MIN_THREAD_BYTES of decoded samples:
+# below either, handing frames over costs more than a second core gains
+# (`python benchmarks/thread_threshold.py` measures where two threads start to win). The byte floor keeps
+# tiny frames on this thread however long a first (cold) decode took.
+MIN_THREAD_SECONDS = 300e-6
+MIN_THREAD_BYTES = 16 << 10
 
 
-def frame_threads(spec: PixelSpec, frames: int, threads: int | None) -> int:
-    """Threads to decode `frames` frames of `spec` on (at most `threads`, default all cores): 1 when the
-    frames are too small to pay for the hand-over, else as many as get ``MIN_THREAD_BYTES`` each."""
+def frame_threads(frames: int, seconds_per_frame: float, threads: int | None, bytes_per_frame: int) -> int:
+    """Threads for `frames` more frames that take `seconds_per_frame` each and decode to
+    `bytes_per_frame` (at most `threads`, default all cores): 1 when they are too little work to pay for
+    the hand-over, else as many as get ``MIN_THREAD_SECONDS`` and ``MIN_THREAD_BYTES`` each."""
     most = min(threads or default_threads(), frames)
     if most <= 1:
         return 1
-    total = frames * spec.frame_pixels * spec.dtype.itemsize
-    return max(1, min(most, total // max(1, MIN_THREAD_BYTES)))
+    by_time = int(frames * seconds_per_frame / max(MIN_THREAD_SECONDS, 1e-9))
+    by_bytes = frames * bytes_per_frame // max(MIN_THREAD_BYTES, 1)
+    return max(1, min(most, by_time, by_bytes))
 
 
 def chunk_map(fn, n: int, threads: int) -> list:
@@ -208,4 +214,13 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
         if processes.usable(n, workers) and processes.decode_in_processes(
                 spec, frames, out, raw=raw, as_rgb=as_rgb, processes=workers):
             return [b.name for b in chosen]
-    return chunk_map(one, n, frame_threads(spec, n, threads) if parallel else 1)
+    if not parallel or n <= 2 or (threads or default_threads()) <= 1:
+        return [one(k) for k in range(n)]
+    # the cost of a frame: the cheaper of the first two, in this thread's CPU time (what the codec costs,
+    # not how loaded the machine is; the first may pay for a first import)
+    done, costs = [], []
+    for k in range(2):
+        start = time.thread_time()
+        done.append(one(k))
+        costs.append(time.thread_time() - start)
+    return done + chunk_map(lambda k: one(k + 2), n - 2, frame_threads(n - 2, min(costs), threads, out[0].nbytes))
