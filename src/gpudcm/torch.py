@@ -1,4 +1,6 @@
-"""PyTorch data loading: DataLoader workers parse and read on the CPU, the main process decodes batches.
+"""PyTorch data loading: on CUDA, DataLoader workers parse and read and the main process decodes batches;
+on the CPU, each batch is decoded where the DataLoader fetches it (:func:`decode_files`: in the workers,
+one thread each, straight into a shared-memory batch tensor).
 
 ``DicomDataset.__getitem__`` runs in DataLoader workers and returns a small picklable :class:`Payload`:
 the validated header (pixel module only) and the pixel bytes in one uint8 tensor, which torch hands to the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,7 +44,7 @@ from .api import _cpu_decode, _prepare, decode_batch
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError
 from .reader import PixelReader, open_pixels
-from .series import Series, device_scope, read_header, slice_header
+from .series import Series, device_scope, pixel_spacing_of, read_header, rescale_of
 from .spec import PixelSpec
 
 Item = Union[str, "os.PathLike[str]", Series]  # one file (or a folder, walked), or one series volume
@@ -152,9 +155,10 @@ def _series_payload(index: int, series: Series, rescale: bool) -> Payload:
 
 def _file_meta(path: str, ds: Dataset, rescale: bool) -> tuple[np.ndarray | None, dict[str, Any]]:
     """(rescale pairs, batch metadata) of a file item, from the header its one parse read (_FILE_TAGS)."""
-    header = slice_header(ds, path)
-    pairs = header.rescale if rescale and header is not None else None
-    spacing = header.pixel_spacing if header is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = rescale_of(ds) if rescale else None
+        spacing = pixel_spacing_of(ds)
     return _pairs(pairs), {"path": path, "spacing": _geometry(spacing, 2)}
 
 
