@@ -537,6 +537,27 @@ def _warm_cpu() -> None:
             backend.is_available(ts)
 
 
+# The batch dict's small tensors: a worker sends them as NumPy (pickled with the batch) and the main
+# process wraps them again; each tensor a worker sends costs a shared-memory segment and a file
+# descriptor hand-over (~0.5 ms a batch each, measured), more than the whole batch's metadata is worth.
+_SMALL = ("index", "spacing", "orientation", "origin")
+
+
+def _ship(batch: dict[str, Any]) -> dict[str, Any]:
+    if _in_worker():
+        for key in _SMALL:
+            if isinstance(batch.get(key), torch.Tensor):
+                batch[key] = batch[key].numpy()
+    return batch
+
+
+def _unship(batch: dict[str, Any]) -> dict[str, Any]:
+    for key in _SMALL:
+        if isinstance(batch.get(key), np.ndarray):
+            batch[key] = torch.from_numpy(batch[key])
+    return batch
+
+
 class _Decoded(torch.utils.data.Dataset):
     """A CPU DicomDataset as the DataLoader fetches it: each batch decoded where it is fetched
     (``__getitems__``: one call per batch), already the batch dict."""
@@ -548,10 +569,10 @@ class _Decoded(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
-        return [decode_files(self.dataset, indices)]
+        return [_ship(decode_files(self.dataset, indices))]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return decode_files(self.dataset, [index])
+        return _ship(decode_files(self.dataset, [index]))
 
 
 def _fetched(data):
@@ -589,7 +610,8 @@ class DicomLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self.on_cpu:
-            yield from self.loader
+            for batch in self.loader:
+                yield _unship(batch)
             return
         for payloads in self.loader:
             yield self.dataset.decode(payloads)
