@@ -101,20 +101,6 @@ def _shift(arr: np.ndarray, bits: int) -> None:
         np.right_shift(arr, bits, out=arr)
 
 
-def _unused_shift(spec: PixelSpec, info: dict, width: int) -> int:
-    """Bits pydicom's post-processing shifts out (and back, with the sign) at the top of each sample:
-    JPEG 2000 sign correction, JPEG-LS sign extension, else the unused-bit correction to Bits Stored."""
-    fam = pydicom_plugins.family(spec.transfer_syntax)
-    if fam == "j2k":
-        if spec.photometric_interpretation in ("MONOCHROME1", "MONOCHROME2") and not spec.is_float:
-            if info.get("is_signed", spec.pixel_representation) != spec.pixel_representation:
-                return width - info.get("precision", spec.bits_stored)
-        return 0
-    if fam == "jls":
-        return width - info.get("precision", spec.bits_stored) if spec.pixel_representation == 1 else 0
-    return spec.bits_allocated - spec.bits_stored if spec.corrects_unused_bits else 0
-
-
 def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *, raw: bool, as_rgb: bool) -> None:
     """Write `samples` (a codec's output) into `out` (one frame, spec's dtype) with pydicom's rules."""
     kind = "ui"[spec.pixel_representation]
@@ -123,17 +109,18 @@ def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *,
         signed = np.dtype(f"{kind}{samples.dtype.itemsize}")
         order = samples.dtype.byteorder
         samples = samples.view(signed.newbyteorder(order) if order in "<>" else signed)
+    np.copyto(out, samples, casting="unsafe")
+    fam = pydicom_plugins.family(spec.transfer_syntax)
     width = 8 * out.dtype.itemsize
-    bits = _unused_shift(spec, info, width)
-    fused = 0 < bits < width and samples.dtype == out.dtype
-    if fused and out.dtype.kind == "u":  # both shifts are one mask
-        np.bitwise_and(samples, out.dtype.type((1 << (width - bits)) - 1), out=out)
-    elif fused:  # the copy and the first shift in one pass
-        np.left_shift(samples, bits, out=out)
-        np.right_shift(out, bits, out=out)
-    else:
-        np.copyto(out, samples, casting="unsafe")
-        _shift(out, bits)
+    if fam == "j2k":
+        if spec.photometric_interpretation in ("MONOCHROME1", "MONOCHROME2") and not spec.is_float:
+            if info.get("is_signed", spec.pixel_representation) != spec.pixel_representation:
+                _shift(out, width - info.get("precision", spec.bits_stored))
+    elif fam == "jls":
+        if spec.pixel_representation == 1:
+            _shift(out, width - info.get("precision", spec.bits_stored))
+    elif spec.corrects_unused_bits:
+        _shift(out, spec.bits_allocated - spec.bits_stored)
     if not raw and as_rgb and pydicom_plugins.conformed_photometric(spec, info) in _YBR:
         out[...] = convert_color_space(out, "YBR_FULL", "RGB")
 
