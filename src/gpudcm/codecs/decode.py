@@ -52,49 +52,6 @@ def thread_map(fn, items: Sequence, threads: int | None) -> list:
     return list(_pool(n, os.getpid()).map(fn, items))
 
 
-# A file's frames go to the thread pool only when each thread gets at least this much codec work (CPU
-# seconds, estimated from the first frames' decode) and at least MIN_THREAD_BYTES of decoded samples:
-# below either, handing frames over costs more than a second core gains
-# (`python benchmarks/thread_threshold.py` measures where two threads start to win). The byte floor keeps
-# tiny frames on this thread however long a first (cold) decode took.
-MIN_THREAD_SECONDS = 300e-6
-MIN_THREAD_BYTES = 16 << 10
-
-
-def frame_threads(frames: int, seconds_per_frame: float, threads: int | None, bytes_per_frame: int) -> int:
-    """Threads for `frames` more frames that take `seconds_per_frame` each and decode to
-    `bytes_per_frame` (at most `threads`, default all cores): 1 when they are too little work to pay for
-    the hand-over, else as many as get ``MIN_THREAD_SECONDS`` and ``MIN_THREAD_BYTES`` each."""
-    most = min(threads or default_threads(), frames)
-    if most <= 1:
-        return 1
-    by_time = int(frames * seconds_per_frame / max(MIN_THREAD_SECONDS, 1e-9))
-    by_bytes = frames * bytes_per_frame // max(MIN_THREAD_BYTES, 1)
-    return max(1, min(most, by_time, by_bytes))
-
-
-def chunk_map(fn, n: int, threads: int) -> list:
-    """``[fn(k) for k in range(n)]`` in `threads` contiguous chunks, one per thread (this thread runs the
-    first): one hand-over per thread, not per frame."""
-    if threads <= 1 or n <= 1:
-        return [fn(k) for k in range(n)]
-    threads = min(threads, n)
-    bounds = [n * t // threads for t in range(threads + 1)]
-
-    def run(t: int) -> list:
-        return [fn(k) for k in range(bounds[t], bounds[t + 1])]
-
-    pool = _pool(threads - 1, os.getpid())
-    futures = [pool.submit(run, t) for t in range(1, threads)]
-    try:
-        out = run(0)
-    finally:
-        rest = [f.result() for f in futures]  # wait for every chunk, even when this one raised
-    for part in rest:
-        out += part
-    return out
-
-
 def _shift(arr: np.ndarray, bits: int) -> None:
     if bits > 0:
         np.left_shift(arr, bits, out=arr)
@@ -183,6 +140,27 @@ def decode_frame(spec: PixelSpec, data, *, raw: bool = False, as_rgb: bool = Tru
     return out
 
 
+# A file's frames go to the thread pool only when each thread gets at least this much codec work (CPU
+# seconds, estimated from the first frames' decode) and at least MIN_THREAD_BYTES of decoded samples:
+# below either, handing frames over costs more than a second core gains
+# (`python benchmarks/thread_threshold.py` measures where two threads start to win). The byte floor keeps
+# tiny frames on this thread however long a first (cold) decode took.
+MIN_THREAD_SECONDS = 300e-6
+MIN_THREAD_BYTES = 16 << 10
+
+
+def frame_threads(frames: int, seconds_per_frame: float, threads: int | None, bytes_per_frame: int) -> int:
+    """Threads for `frames` more frames that take `seconds_per_frame` each and decode to
+    `bytes_per_frame` (at most `threads`, default all cores): 1 when they are too little work to pay for
+    the hand-over, else as many as get ``MIN_THREAD_SECONDS`` and ``MIN_THREAD_BYTES`` each."""
+    most = min(threads or default_threads(), frames)
+    if most <= 1:
+        return 1
+    by_time = int(frames * seconds_per_frame / max(MIN_THREAD_SECONDS, 1e-9))
+    by_bytes = frames * bytes_per_frame // max(MIN_THREAD_BYTES, 1)
+    return max(1, min(most, by_time, by_bytes))
+
+
 def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bool = False, as_rgb: bool = True,
                   threads: int | None = None, bit_offsets: Sequence[int] | None = None,
                   first_index: Sequence[int] | None = None, fallback: bool = True) -> list[str]:
@@ -223,4 +201,4 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
         start = time.thread_time()
         done.append(one(k))
         costs.append(time.thread_time() - start)
-    return done + chunk_map(lambda k: one(k + 2), n - 2, frame_threads(n - 2, min(costs), threads, out[0].nbytes))
+    return done + thread_map(one, range(2, n), frame_threads(n - 2, min(costs), threads, out[0].nbytes))
