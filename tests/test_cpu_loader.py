@@ -133,3 +133,29 @@ def test_workers_decode_on_one_thread(tmp_path):
                             worker_init_fn=_no_pool_in_worker)
     for batch in loader:
         np.testing.assert_array_equal(batch["image"][0].numpy(), reference(path))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_series_and_files_through_the_cpu_loader(workers, tmp_path):
+    """Series volumes (native merged into one source, RLE slice by slice) in workers, with geometry."""
+    from pydicom.uid import RLELossless
+    from series_data import random_volume, write_series
+
+    from gpudcm.series import group_series
+
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    written = [write_series(tmp_path / "a", random_volume(4, 6, 7, seed=1), rescale=(2.0, -10.0)),
+               write_series(tmp_path / "b", random_volume(4, 6, 7, seed=2), transfer_syntax=RLELossless)]
+    series = [group_series([tmp_path / n])[0] for n in "ab"]
+    loader = gt.DicomLoader(gt.DicomDataset(series, device="cpu", rescale=True), batch_size=2, num_workers=workers)
+    [batch] = list(loader)
+    assert batch["image"].shape == (2, 4, 6, 7) and batch["image"].dtype == torch.float32
+    np.testing.assert_array_equal(batch["image"][0].numpy(),
+                                  written[0].volume.astype(np.float32) * np.float32(2.0) + np.float32(-10.0))
+    np.testing.assert_array_equal(batch["image"][1].numpy(), written[1].volume.astype(np.float32))
+    for k, w in enumerate(written):
+        assert batch["uid"][k] == w.uid and batch["path"][k] == tuple(w.paths)
+        np.testing.assert_allclose(batch["spacing"][k].numpy(), w.spacing, atol=1e-3)
+        np.testing.assert_allclose(batch["origin"][k].numpy(), w.origin)
+        assert isinstance(batch["orientation"], torch.Tensor)
