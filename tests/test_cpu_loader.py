@@ -136,7 +136,7 @@ def test_workers_decode_on_one_thread(tmp_path):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_series_and_files_through_the_cpu_loader(workers, tmp_path):
+def test_series_through_the_cpu_loader(workers, tmp_path):
     """Series volumes (native merged into one source, RLE slice by slice) in workers, with geometry."""
     from pydicom.uid import RLELossless
     from series_data import random_volume, write_series
