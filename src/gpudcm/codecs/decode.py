@@ -11,6 +11,7 @@ fails on a frame hands it to pydicom's plugins, which decide (values or the erro
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Sequence
@@ -45,11 +46,33 @@ def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
 
 
 def thread_map(fn, items: Sequence, threads: int | None) -> list:
-    """``[fn(x) for x in items]`` on a shared pool of `threads` threads (default: all cores)."""
+    """``[fn(x) for x in items]`` on `threads` threads (default: all cores): the calling thread and
+    threads - 1 of a shared pool take the next item until none is left, so the caller never waits for a
+    pool thread to be scheduled before work starts (on a busy machine that wait is milliseconds), and a
+    pool thread that starts late takes less. Raises the error of the first item that failed."""
     n = min(threads or default_threads(), len(items))
     if n <= 1:
         return [fn(x) for x in items]
-    return list(_pool(n, os.getpid()).map(fn, items))
+    results: list = [None] * len(items)
+    errors: dict[int, BaseException] = {}
+    counter = itertools.count()  # next() is atomic under the GIL
+
+    def work() -> None:
+        while (k := next(counter)) < len(items):
+            try:
+                results[k] = fn(items[k])
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, in item order
+                errors[k] = exc
+
+    pool = _pool(n - 1, os.getpid())
+    helpers = [pool.submit(work) for _ in range(n - 1)]
+    work()
+    for h in helpers:
+        if not h.cancel():  # started: it is finishing its last item
+            h.result()
+    if errors:
+        raise errors[min(errors)]
+    return results
 
 
 def _shift(arr: np.ndarray, bits: int) -> None:
