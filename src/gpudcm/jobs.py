@@ -355,11 +355,11 @@ def _slice_blocks(series: Any, raw: bool, as_rgb: bool, pairs) -> Iterator[tuple
     paths, a, per = list(series.paths), 0, 1  # the first slice alone tells the chunk size
     while a < len(paths):
         block = decode_batch(paths[a : a + per], device="cpu", raw=raw, as_rgb=as_rgb, stack=True)
+        n, per = len(block), rows_per_chunk(int(block[0].nbytes))
         if pairs is not None:
-            block = to_modality(block, pairs[a : a + len(block)], stacked=True)
+            block = to_modality(block, pairs[a : a + n], stacked=True)
         yield a, block
-        a += len(block)
-        per = rows_per_chunk(int(block[0].nbytes))
+        a += n
 
 
 def run_job(job: Job, *, device: str = "auto", raw: bool = False, as_rgb: bool = True,
