@@ -112,6 +112,15 @@ def _worker(op: str, path: str):
     return zarr.open_array(out, path=job.name, mode="r")
 
 
+def clean_worker_outputs(path: str) -> None:
+    """Remove what :func:`_worker` wrote beside `path`."""
+    import shutil
+
+    for op in WORKER_OPS:
+        shutil.rmtree(path + f".{op}.zarr", ignore_errors=True)
+    shutil.rmtree(path + ".npy.d", ignore_errors=True)
+
+
 def _call(lib: str, op: str, path: str, k: int):
     if lib == "gpudcm-worker":
         return _worker(op, path)
