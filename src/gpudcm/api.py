@@ -78,15 +78,13 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
     results: list[Any] = [None] * len(readers)
     native: list[int] = []
     rle: dict[tuple, list[int]] = {}
-    rle_src: dict[int, tuple] = {}
     for i, reader in enumerate(readers):
         spec, sel = reader.spec, sels[i]
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
         if infos is not None and cap.backend in ("kernel", "cpu-plugin"):
             infos += [FrameInfo(spec.source, f, cap.backend, cap.reason) for f in _selected(spec, sel)]
         if cap.backend == "kernel" and spec.transfer_syntax == RLELossless:
-            rle.setdefault(layout_key(spec), []).append(i)
-            rle_src[i] = _encapsulated_source(reader, sel)
+            rle.setdefault(layout_key(spec), []).append(i)  # frames read from the file batch by batch
         elif cap.backend == "kernel":
             native.append(i)
         elif cap.backend in ("nvjpeg", "j2k"):
@@ -103,9 +101,8 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
         else:
             raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
     launch_rle, launch_native = ops.rle_launchers if rle else (None, None)
-    for group in rle.values():  # RLE Lossless: one RLE launch (and one native launch) per layout
-        requests = [RleRequest(rle_src[i][1], rle_src[i][0].PixelData, rle_src[i][2], _extended_offsets(rle_src[i][0]))
-                    for i in group]
+    for group in rle.values():  # RLE Lossless: per layout, one RLE launch (and one native launch) a batch
+        requests = [RleRequest(readers[i].spec, readers[i], sels[i]) for i in group]
         decoded = decode_rle_batch(requests, launch_rle=launch_rle, launch_native=launch_native, xp=ops.xp,
                                    staging=lambda n: ops.pinned(0, n))
         for i, arr in zip(group, decoded):
