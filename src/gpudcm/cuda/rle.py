@@ -550,11 +550,12 @@ def decode_rle_batch(
     launch_native: NativeLauncher,
     xp=np,
     staging: Callable[[int], np.ndarray] | None = None,
-    batch_bytes: int = RLE_BATCH_BYTES,
+    batch_bytes: int | None = None,
     outs: Sequence | None = None,
 ) -> list:
     """Decode RLE files of one layout (see :func:`layout_key`), one RLE launch (and at most one native
-    launch per output) per batch of at most `batch_bytes` compressed bytes; one array per request, each
+    launch per output) per batch of at most `batch_bytes` (default RLE_BATCH_BYTES) compressed bytes (a
+    larger frame alone); one array per request, each
     equal to the CPU path's ``raw=True`` result.
 
     Each batch's frames are read (a reader: from the file) straight into `staging(nbytes)` (pinned on a
@@ -571,7 +572,7 @@ def decode_rle_batch(
     wanted = [_wanted(r) for r in requests]
     items = [(k, j) for k, (frames, _) in enumerate(wanted) for j in range(len(frames))]
     sizes = [sum(e.length for e in wanted[k][0][j]) for k, j in items]
-    batches = split_batches(sizes, batch_bytes) if items else []
+    batches = split_batches(sizes, batch_bytes or RLE_BATCH_BYTES) if items else []
     spans = [0] * len(requests)
     for batch in batches:
         for k in {items[i][0] for i in batch}:
