@@ -209,18 +209,22 @@ def stackable(requests: Sequence[Request]) -> bool:
 
 
 def decode_native_batch(
-    requests: Sequence[Request], ops: Ops, *, batch_bytes: int = DEFAULT_BATCH_BYTES, stack: bool = False
+    requests: Sequence[Request], ops: Ops, *, batch_bytes: int = DEFAULT_BATCH_BYTES, stack: bool = False,
+    out: Any = None,
 ) -> list | Any:
     """Decode the native frames of every request; one array per request, or one stacked array.
 
     With ``stack=True`` (requires equal shapes and dtypes) the output is preallocated once as
-    (requests, *shape) and every launch writes straight into it.
+    (requests, *shape), or is `out` (the caller's, C-contiguous, that shape and dtype), and every launch
+    writes straight into it.
     """
     if not requests:
         return []
     if stack and not stackable(requests):
         raise InvalidPixelData("cannot stack: the sources differ in shape or dtype")
-    shared = ops.empty((len(requests), *requests[0].shape), requests[0].spec.dtype) if stack else None
+    shared = None
+    if stack:
+        shared = out if out is not None else ops.empty((len(requests), *requests[0].shape), requests[0].spec.dtype)
     results: list[Any] = [None] * len(requests)
     sizes = [sum(f[0].length for f in r.frames) + 2 for r in requests]
     pending: list[tuple[Any, PixelSpec]] = []
