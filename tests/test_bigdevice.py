@@ -143,3 +143,100 @@ def test_many_small_rle_files_share_a_batch(monkeypatch):
         got = gpudcm.decode_batch(paths, device="cuda", stack=True)
     np.testing.assert_array_equal(got, np.stack([pydicom_pixel_array(p) for p in paths]))
     assert len(launches) == 1 and len(ops.staging) == 1
+
+
+# ------------------------------------------------------------------------------------- JPEG family
+
+
+def test_jpeg_frames_are_read_and_decoded_batch_by_batch(monkeypatch):
+    """A 120-frame JPEG file read lazily: each batch's frames read by their extents (no read spans the
+    element), each decoder call given at most one batch of compressed bytes; the values are those of
+    the same decode in one batch."""
+    import gpudcm.reader as reader_module
+    from gpudcm.cuda import jpeg_path
+
+    path = get_testdata_file("color3d_jpeg_baseline.dcm")
+    with on_host_device(monkeypatch, CountingOps()):
+        whole = gpudcm.pixel_array(path, device="cuda")
+    monkeypatch.setattr(reader_module, "SLURP_BYTES", 0)  # read lazily, small as it is
+    with open_pixels(path) as reader:
+        sizes = [sum(e.length for e in f) for f in reader.frames]
+        element = reader.spec.pixel_nbytes
+    budget = 10 * max(sizes)
+    monkeypatch.setattr(jpeg_path, "JPEG_BATCH_BYTES", budget)
+    ops = CountingOps()
+    calls = []
+    decoders = dict(ops.jpeg_decoders)
+    for name, fn in list(decoders.items()):
+        decoders[name] = (lambda fn: lambda frames, *a: calls.append(sum(map(len, frames))) or fn(frames, *a))(fn)
+    ops.jpeg_decoders = decoders
+    read = _reads(monkeypatch)
+    with on_host_device(monkeypatch, ops):
+        got = gpudcm.pixel_array(path, device="cuda")
+    np.testing.assert_array_equal(got, whole)
+    payload = [n for _, n in read if n > 8]
+    assert max(payload) <= max(sizes) < element and sum(payload) >= sum(sizes)
+    assert len(calls) >= len(sizes) * max(sizes) // budget and max(calls) <= budget, calls
+
+
+# --------------------------------------------------------------------------------------------- out=
+
+
+OUT_FILES = ["emri_small.dcm", "emri_small_RLE.dcm", "emri_small_jpeg_2k_lossless.dcm", "color3d_jpeg_baseline.dcm",
+             "emri_small_jpeg_ls_lossless.dcm", "emri_small_big_endian.dcm", "SC_rgb_rle_2frame.dcm"]
+
+
+@pytest.mark.parametrize("name", OUT_FILES)
+def test_out_is_written_by_the_kernels_without_a_temporary(name, monkeypatch):
+    """pixel_array(out=device array): the result is `out`, equal to the device path's own result (and to
+    the CPU path's where lossless), with no device allocation of the output's size along the way: the
+    kernels write `out`; what needs an intermediate (RLE planar or Bits Stored, JPEG upsampling) holds
+    one batch of frames (here one frame a batch)."""
+    from gpudcm.cuda import jpeg_path
+
+    monkeypatch.setattr(rle, "RLE_BATCH_BYTES", 1)
+    monkeypatch.setattr(jpeg_path, "JPEG_BATCH_BYTES", 1)
+    path = get_testdata_file(name)
+    with on_host_device(monkeypatch, CountingOps()):
+        want = gpudcm.pixel_array(path, device="cuda")
+    with on_host_device(monkeypatch, CountingOps()) as ops:
+        buf = np.zeros(want.shape, want.dtype)
+        got = gpudcm.pixel_array(path, out=buf, device="cuda")
+    assert got is buf
+    np.testing.assert_array_equal(buf, want)
+    if "baseline" not in name:
+        np.testing.assert_array_equal(buf, gpudcm.pixel_array(path, device="cpu"))
+    assert all(n < buf.nbytes for n in ops.allocations), (ops.allocations, buf.nbytes)
+
+
+def test_out_of_one_frame_and_of_a_subset(medium, monkeypatch):
+    for kind in ("native", "rle"):
+        path = medium[kind]
+        frame, two = np.zeros((512, 512), np.uint16), np.zeros((2, 512, 512), np.uint16)
+        with on_host_device(monkeypatch, CountingOps()) as ops:
+            assert gpudcm.pixel_array(path, index=3, out=frame, device="cuda") is frame
+            assert gpudcm.pixel_array(path, indices=[-1, 4], out=two, device="cuda") is two
+        whole = pydicom_pixel_array(path)
+        np.testing.assert_array_equal(frame, whole[3])
+        np.testing.assert_array_equal(two, whole[[-1, 4]])
+        assert all(n < FRAME for n in ops.allocations), ops.allocations
+
+
+def test_decode_batch_out_fills_each_slot_in_place(medium, monkeypatch):
+    paths = [medium["rle"], medium["rle"], get_testdata_file("emri_small_jpeg_2k_lossless.dcm")]
+    for group in (paths[:2], [paths[2]] * 3, [medium["native"]] * 2):
+        with on_host_device(monkeypatch, CountingOps()):
+            want = gpudcm.decode_batch(group, device="cuda", stack=True)
+        with on_host_device(monkeypatch, CountingOps()) as ops:
+            buf = np.zeros(want.shape, want.dtype)
+            assert gpudcm.decode_batch(group, out=buf, device="cuda") is buf
+        np.testing.assert_array_equal(buf, want)
+        assert all(n < buf[0].nbytes for n in ops.allocations), (ops.allocations, buf[0].nbytes)
+
+
+def test_out_that_is_not_contiguous_is_refused_first(medium, monkeypatch):
+    read = _reads(monkeypatch)
+    with on_host_device(monkeypatch, CountingOps()):
+        with pytest.raises(gpudcm.GpudcmError, match="C-contiguous"):
+            gpudcm.pixel_array(medium["rle"], index=0, out=np.zeros((512, 1024), np.uint16)[:, ::2], device="cuda")
+    assert [n for _, n in read if n > 8] == []

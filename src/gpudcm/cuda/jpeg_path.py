@@ -49,12 +49,13 @@ def conformed_photometric(spec: PixelSpec, frame: bytes) -> str:
 def correct_unused_bits(arr, spec: PixelSpec, *, launcher, xp, into=None):
     """pydicom's ``_correct_unused_bits`` on decoded frames `arr` ((n, *frame_shape), spec.dtype) for every
     encapsulated syntax but JPEG 2000 and JPEG-LS, run by the native kernel (its mask/sign-extend logic);
-    written into `into` (another array of that shape) when given."""
+    written into `into` (that shape and dtype) when given, which may be `arr` itself: this launch reads
+    sample i's bytes and writes sample i only, in the same thread (no planar or 4:2:2 index mapping), so
+    in place needs no temporary."""
     if str(spec.transfer_syntax) in J2K_SYNTAXES or not spec.corrects_unused_bits or not arr.size:
-        if into is not None:
+        if into is not None and into is not arr:
             into[...] = arr
-            return into
-        return arr
+        return arr if into is None else into
     plan = plan_unused_bits(spec, arr.shape[0])
     src = xp.ascontiguousarray(arr).reshape(-1).view(xp.uint8)
     frame_bytes_ = spec.frame_pixels * arr.dtype.itemsize
@@ -171,15 +172,9 @@ def decode_jpeg_family(
         data = {i: frames.read(i) for i in wanted[batch.start : batch.stop] if i < len(frames.extents)}
         if batch.start == 0 and wanted[0] in data:
             first = data[wanted[0]]
-        # GPU frames need Bits Stored applied: decoded into a batch-sized buffer, corrected into the rows
-        correcting = spec.corrects_unused_bits and str(spec.transfer_syntax) not in J2K_SYNTAXES
-        dst = xp.empty(rows.shape, dtype=spec.dtype) if correcting else rows
-        on_gpu = _decode_rows(frames, spec, wanted[batch.start : batch.stop], data, dst, infos, ops, env, decoders)
-        if correcting:
-            if on_gpu:  # the CPU frames are corrected already; correcting is idempotent
-                correct_unused_bits(dst, spec, launcher=ops.native_launcher, xp=xp, into=rows)
-            else:
-                rows[...] = dst
+        on_gpu = _decode_rows(frames, spec, wanted[batch.start : batch.stop], data, rows, infos, ops, env, decoders)
+        if on_gpu and spec.corrects_unused_bits:  # the CPU frames are corrected already; correcting is idempotent
+            correct_unused_bits(rows, spec, launcher=ops.native_launcher, xp=xp, into=rows)
     pi = conformed_photometric(spec, first) if first is not None else spec.photometric_interpretation
     if not raw and as_rgb and pi in YBR_PHOTOMETRICS:  # every frame is raw YBR here, as pydicom converts
         full = ybr_to_rgb(full, launcher=ops.colour_launcher, xp=xp)

@@ -585,6 +585,7 @@ def decode_rle_batch(
         elif spans[k] > 1:
             regular = sum(1 for n in wanted[k][1] if r.index is not None or n < r.spec.number_of_frames)
             own[k] = xp.empty(regular * pixels, dtype=spec.dtype)
+    batches = [part for batch in batches for part in _own_runs(batch, items, own)]
     filled = [0] * len(requests)  # frames written into own[k]
     extra: list[list] = [[] for _ in requests]  # excess frames pydicom keeps past own[k]'s rows
     pieces: list = [None] * len(requests)  # a one-batch request's frames (a view of its batch's output)
@@ -643,10 +644,10 @@ def decode_rle_batch(
                 else:
                     dst = None
                 got = _place(spec, rows, decoded if direct else out, direct, plans[0].frame_bytes, dst, launch_native, xp)
-                if rows is excess and own[k] is not None:
-                    extra[k].append(got)
-                else:
+                if own[k] is None:  # one batch holds all its frames (its excess ones included)
                     pieces[k] = got if pieces[k] is None else xp.concatenate([pieces[k], got])
+                elif rows is excess:
+                    extra[k].append(got)
     results = []
     for k, r in enumerate(requests):
         arr = own[k] if own[k] is not None else pieces[k]
@@ -660,6 +661,19 @@ def decode_rle_batch(
         else:
             results.append(arr.reshape((rows, *r.spec.frame_shape)))
     return results
+
+
+def _own_runs(batch: range, items: list[tuple[int, int]], own: list) -> list[range]:
+    """`batch` split where a request with its own output begins or ends, so that its frames are decoded
+    by launches of their own, straight into its rows (other requests keep sharing the batch)."""
+    parts, start = [], batch.start
+    for i in range(batch.start + 1, batch.stop):
+        k, before = items[i][0], items[i - 1][0]
+        if k != before and (own[k] is not None or own[before] is not None):
+            parts.append(range(start, i))
+            start = i
+    parts.append(range(start, batch.stop))
+    return parts
 
 
 def _place(spec: PixelSpec, rows: list[int], decoded, final_layout: bool, frame_bytes: int, dst, launch_native, xp):
