@@ -124,6 +124,12 @@ def clean_worker_outputs(path: str) -> None:
 def _call(lib: str, op: str, path: str, k: int):
     if lib == "gpudcm-worker":
         return _worker(op, path)
+    if lib == "gpudcm-cuda":  # the device path: the result stays on the device (a CuPy array)
+        import gpudcm
+
+        if op == "first":
+            return next(iter(gpudcm.iter_frames(path, device="cuda")))
+        return gpudcm.pixel_array(path, index=k if op == "index" else None, device="cuda")
     if lib == "gpudcm":
         import gpudcm
 
@@ -215,6 +221,10 @@ def _checksum(arr) -> int:
     step = max(1, (16 << 20) // max(1, int(arr.nbytes) // max(1, arr.shape[0])))
     for a in range(0, arr.shape[0], step) if arr.ndim > 2 else [None]:
         part = arr[...] if a is None else arr[a : a + step]
+        if hasattr(part, "__cuda_array_interface__"):
+            from gpudcm.host import to_host
+
+            part = to_host(part)
         total = (total + int(np.asarray(part, dtype=np.uint64).sum())) % (1 << 61)
     return total
 

@@ -192,10 +192,11 @@ def test_out_is_written_by_the_kernels_without_a_temporary(name, monkeypatch):
     the CPU path's where lossless), with no device allocation of the output's size along the way: the
     kernels write `out`; what needs an intermediate (RLE planar or Bits Stored, JPEG upsampling) holds
     one batch of frames (here one frame a batch)."""
-    from gpudcm.cuda import jpeg_path
+    from gpudcm.cuda import jpeg_path, pipeline
 
     monkeypatch.setattr(rle, "RLE_BATCH_BYTES", 1)
     monkeypatch.setattr(jpeg_path, "JPEG_BATCH_BYTES", 1)
+    monkeypatch.setattr(pipeline, "DEFAULT_BATCH_BYTES", 1)
     path = get_testdata_file(name)
     with on_host_device(monkeypatch, CountingOps()):
         want = gpudcm.pixel_array(path, device="cuda")
@@ -240,3 +241,47 @@ def test_out_that_is_not_contiguous_is_refused_first(medium, monkeypatch):
         with pytest.raises(gpudcm.GpudcmError, match="C-contiguous"):
             gpudcm.pixel_array(medium["rle"], index=0, out=np.zeros((512, 1024), np.uint16)[:, ::2], device="cuda")
     assert [n for _, n in read if n > 8] == []
+
+
+# ------------------------------------------------------------------------------- on a GPU (ci/gpu.sh)
+
+
+@pytest.mark.gpu
+def test_gpu_whole_rle_file_host_memory_is_one_batch(tmp_path):
+    """A ~160 MB, 300-frame RLE file decoded whole on the device, in a fresh process: the host's peak RSS
+    growth is one batch of compressed frames in pinned staging (32 MB) plus slack, not the element
+    (the old path read the element and copied it into staging: 2 x 160 MB). Values equal the CPU path."""
+    path = bigfiles.write_rle(tmp_path / "rle.dcm", frames=300)
+    warm = get_testdata_file("emri_small_RLE.dcm")
+    got = bigfiles.measure_in_subprocess("gpudcm-cuda", "whole", str(path), 0, warm)
+    size = path.stat().st_size
+    assert got["shape"] == [300, 512, 512]
+    assert got["checksum"] == bigfiles._checksum(gpudcm.pixel_array(path, device="cpu"))
+    assert got["peak_over_base"] <= 32 * MB + 64 * MB < size, (got, size)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["rle", "native", "emri_small_jpeg_2k_lossless.dcm", "emri_small_RLE.dcm"])
+def test_gpu_out_gets_no_temporary_of_its_size(name, medium, monkeypatch):
+    """pixel_array(out=cupy array) on a GPU: every CuPy allocation during the call is smaller than `out`
+    (the kernels write it), and the values equal the CPU path's."""
+    import cupy
+
+    from gpudcm.cuda import jpeg_path, pipeline
+
+    for module, name_ in ((rle, "RLE_BATCH_BYTES"), (jpeg_path, "JPEG_BATCH_BYTES"), (pipeline, "DEFAULT_BATCH_BYTES")):
+        monkeypatch.setattr(module, name_, 1)  # one frame a batch: uploads and intermediates are a frame
+    path = medium[name] if name in medium else get_testdata_file(name)
+    want = gpudcm.pixel_array(path, device="cpu")
+    buf = cupy.empty(want.shape, dtype=want.dtype)
+    gpudcm.pixel_array(path, out=buf, device="cuda")  # kernels compiled, pools warm
+    pool = cupy.get_default_memory_pool()
+    sizes: list[int] = []
+    cupy.cuda.set_allocator(lambda n: sizes.append(n) or pool.malloc(n))
+    try:
+        got = gpudcm.pixel_array(path, out=buf, device="cuda")
+    finally:
+        cupy.cuda.set_allocator(pool.malloc)
+    assert got is buf
+    np.testing.assert_array_equal(cupy.asnumpy(buf), want)
+    assert all(n < buf.nbytes for n in sizes), (sizes, buf.nbytes)

@@ -209,7 +209,7 @@ def stackable(requests: Sequence[Request]) -> bool:
 
 
 def decode_native_batch(
-    requests: Sequence[Request], ops: Ops, *, batch_bytes: int = DEFAULT_BATCH_BYTES, stack: bool = False,
+    requests: Sequence[Request], ops: Ops, *, batch_bytes: int | None = None, stack: bool = False,
     out: Any = None,
 ) -> list | Any:
     """Decode the native frames of every request; one array per request, or one stacked array.
@@ -228,7 +228,7 @@ def decode_native_batch(
     results: list[Any] = [None] * len(requests)
     sizes = [sum(f[0].length for f in r.frames) + 2 for r in requests]
     pending: list[tuple[Any, PixelSpec]] = []
-    for k, batch in enumerate(split_batches(sizes, batch_bytes)):
+    for k, batch in enumerate(split_batches(sizes, batch_bytes or DEFAULT_BATCH_BYTES)):
         slot = k % 2
         reqs = [requests[i] for i in batch]
         staged = stage(reqs)
