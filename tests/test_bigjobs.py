@@ -225,7 +225,8 @@ def test_worker_killed_mid_file_leaves_zarr_incomplete(medium, tmp_path):
 
     out = str(tmp_path / "out.zarr")
     job = file_jobs([medium["rle"]])[0]
-    _killed("zarr", medium["rle"], out)
+    assert decode_and_write(job, out, device="cpu").status == "done" and _is_complete(out, job)
+    _killed("zarr", medium["rle"], out)  # a rewrite (e.g. --overwrite) killed after 3 chunks
     partial = zarr.open_array(out, path=job.name, mode="r")  # created from the header, 3 chunks written
     assert partial.shape == (12, 512, 512) and COMPLETE not in partial.attrs
     assert not _is_complete(out, job)  # resume redoes it
@@ -237,7 +238,8 @@ def test_worker_killed_mid_file_leaves_zarr_incomplete(medium, tmp_path):
 def test_worker_killed_mid_file_leaves_npy_incomplete(medium, tmp_path):
     out = tmp_path / "npy"
     job = file_jobs([medium["native"]])[0]
-    _killed("npy", medium["native"], out)
+    assert npy.decode_to_npy(out, job, device="cpu").status == "done" and npy.is_complete(out, job)
+    _killed("npy", medium["native"], out)  # a rewrite killed after 3 chunks: the old sidecar is gone
     assert npy.array_path(out, job).is_file() and not npy.is_complete(out, job)
     outcome = npy.decode_to_npy(out, job, device="cpu")
     assert outcome.status == "done" and npy.is_complete(out, job)

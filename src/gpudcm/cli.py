@@ -190,7 +190,6 @@ def _decode_local(args: argparse.Namespace, files: list[Path], device: str) -> l
 
     def one(job: Job) -> Outcome:
         if out_dir:
-            npy.remove_stale(out_dir, job)
             return npy.decode_to_npy(out_dir, job, device=device, rescale=args.rescale)
         return write_job(job, lambda outcome: discard, device=device, rescale=args.rescale)  # decoded, not kept
 

@@ -90,6 +90,7 @@ def decode_to_npy(out_dir: Path, job: Job, *, device: str = "auto", rescale: boo
     from .jobs import write_job
 
     path = array_path(out_dir, job)
+    remove_stale(out_dir, job)  # an old sidecar must not vouch for an array being rewritten
     writers: list[NpyWriter] = []
 
     def into(outcome: Outcome) -> NpyWriter:

@@ -555,8 +555,7 @@ def decode_rle_batch(
 ) -> list:
     """Decode RLE files of one layout (see :func:`layout_key`), one RLE launch (and at most one native
     launch per output) per batch of at most `batch_bytes` (default RLE_BATCH_BYTES) compressed bytes (a
-    larger frame alone); one array per request, each
-    equal to the CPU path's ``raw=True`` result.
+    larger frame alone); one array per request, each equal to the CPU path's ``raw=True`` result.
 
     Each batch's frames are read (a reader: from the file) straight into `staging(nbytes)` (pinned on a
     GPU), so the host holds one batch of compressed bytes; many small files share a batch and its
@@ -580,10 +579,12 @@ def decode_rle_batch(
     given = list(outs) if outs is not None else [None] * len(requests)
     own: list = [None] * len(requests)  # the request's whole output (flat), filled batch by batch
     for k, r in enumerate(requests):
-        if given[k] is not None:
-            own[k] = given[k].reshape(-1)
-        elif spans[k] > 1:
-            regular = sum(1 for n in wanted[k][1] if r.index is not None or n < r.spec.number_of_frames)
+        regular = sum(1 for n in wanted[k][1] if r.index is not None or n < r.spec.number_of_frames)
+        out_k = given[k]
+        if (out_k is not None and out_k.size == regular * pixels and out_k.dtype == spec.dtype
+                and out_k.flags.c_contiguous):
+            own[k] = out_k.reshape(-1)
+        elif spans[k] > 1:  # (an `outs` entry that is not the result's is left to the caller to check)
             own[k] = xp.empty(regular * pixels, dtype=spec.dtype)
     batches = [part for batch in batches for part in _own_runs(batch, items, own)]
     filled = [0] * len(requests)  # frames written into own[k]
