@@ -88,6 +88,22 @@ def _reads(monkeypatch) -> list[tuple[int, int]]:
     return read
 
 
+# ---------------------------------------------------------------------------------------- native
+
+
+def test_native_whole_file_is_read_batch_by_batch_into_staging(medium, monkeypatch):
+    from gpudcm.cuda import pipeline
+
+    path = medium["native"]
+    monkeypatch.setattr(pipeline, "DEFAULT_BATCH_BYTES", 3 * FRAME + 64)
+    read = _reads(monkeypatch)
+    with on_host_device(monkeypatch, CountingOps()) as ops:
+        got = gpudcm.pixel_array(path, device="cuda")
+    np.testing.assert_array_equal(got, pydicom_pixel_array(path))
+    assert max(n for _, n in read) <= 3 * FRAME + 2 and len(ops.staging) == 4 and max(ops.staging) <= 3 * FRAME + 64
+    assert ops.allocations.count(got.nbytes) == 1 and max(ops.allocations) == got.nbytes
+
+
 # ------------------------------------------------------------------------------------------ RLE
 
 

@@ -112,7 +112,9 @@ def test_file_job_written_chunk_by_chunk_equals_pixel_array(medium, kind, monkey
 
 @pytest.mark.parametrize("name", ["CT_small.dcm", "SC_rgb_rle_2frame.dcm", "SC_ybr_full_422_uncompressed.dcm",
                                   "MR_small_bigendian.dcm", "liver_1frame.dcm", "SC_rgb_jpeg_gdcm.dcm",
-                                  "emri_small_jpeg_2k_lossless.dcm", "JPEGLSNearLossless_16.dcm", "rtdose.dcm"])
+                                  "emri_small_jpeg_2k_lossless.dcm", "JPEGLSNearLossless_16.dcm", "rtdose.dcm",
+                                  "liver.dcm", "SC_rgb_expb_2frame.dcm", "SC_rgb_rle_32bit_2frame.dcm",
+                                  "emri_small_jpeg_ls_lossless.dcm", "color3d_jpeg_baseline.dcm"])
 def test_corpus_jobs_equal_pixel_array(name, monkeypatch):
     """Single- and multi-frame files of several syntaxes, one frame a chunk: pixel_array's shape and values."""
     monkeypatch.setattr(jobs, "CHUNK_BYTES", 1)
@@ -122,6 +124,32 @@ def test_corpus_jobs_equal_pixel_array(name, monkeypatch):
     assert target.arr.shape == want.shape and target.arr.dtype == want.dtype
     np.testing.assert_array_equal(target.arr, want)
     np.testing.assert_array_equal(target.arr, _pydicom(path))
+
+
+def test_one_bit_frames_that_start_mid_byte(tmp_path, monkeypatch):
+    """7 frames of 3 x 5 one-bit pixels (15 bits a frame: every frame but the first starts mid-byte),
+    one frame a chunk: the job's array is the frames the file holds."""
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.pixels import pack_bits
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    frames = (np.random.default_rng(1).integers(0, 2, (7, 3, 5))).astype(np.uint8)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.SamplesPerPixel = 3, 5, 7, 1
+    ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = "MONOCHROME2", 1, 1, 0, 0
+    ds.PixelData = pack_bits(frames)
+    path = tmp_path / "bits.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    monkeypatch.setattr(jobs, "CHUNK_BYTES", 1)
+    target, _ = _write(file_jobs([path])[0])
+    np.testing.assert_array_equal(target.arr, frames)
+    np.testing.assert_array_equal(target.arr, _pydicom(path))
+    assert len(target.writes) == 7
 
 
 def test_rescale_job_per_chunk(monkeypatch):
