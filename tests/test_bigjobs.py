@@ -20,7 +20,7 @@ from pydicom.pixels import pixel_array as pydicom_pixel_array
 import bigfiles
 import gpudcm
 from gpudcm import jobs, npy
-from gpudcm.jobs import Job, file_jobs, run_job, series_jobs, write_job
+from gpudcm.jobs import file_jobs, run_job, series_jobs, write_job
 from gpudcm.metadata import to_modality
 
 MB = 1 << 20
