@@ -4,7 +4,9 @@ and the accurate integer IDCT, converted to RGB with pydicom's own ``convert_col
 
 pydicom's default JPEG plugin is pylibjpeg-libjpeg, which wraps Thomas Richter's libjpeg (the JPEG XT
 reference implementation), not IJG's. The two disagree by up to 3 levels on a few samples of some files
-(e.g. 480 of 110,592,000 Cr samples of pydicom-data's color3d_jpeg_baseline.dcm), so
+(e.g. 480 of 110,592,000 Cr samples of pydicom-data's color3d_jpeg_baseline.dcm): Richter's 4:2:2 upsampler
+computes output column 8k+1 from the already upsampled column 8k+2 instead of input sample 4k+1 (it filters
+rows in place; tests/test_lossy_jpeg.py shows it), so
 ``gpudcm.tolerance.agreement`` judges a lossy decode against this reference where the two references
 themselves differ by more than the tolerance."""
 

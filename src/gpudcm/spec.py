@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -63,6 +64,21 @@ def tag_name(keyword: str) -> str:
     return f"{_TAGS.get(keyword) or _PIXEL_TAGS.get(keyword, '')} '{keyword}'".strip()
 
 
+def _syntax_flags(transfer_syntax: UID) -> tuple[bool, bool]:
+    """(encapsulated, little endian) of a transfer syntax: pydicom's UID properties look the UID up in its
+    dictionary on every call (~20 us), too slow for per-tile checks; cached for the standard's UIDs (a
+    private one carries its own encoding)."""
+    if transfer_syntax.is_private:
+        return bool(transfer_syntax.is_encapsulated), bool(transfer_syntax.is_little_endian)
+    return _standard_flags(str(transfer_syntax))
+
+
+@lru_cache(maxsize=256)
+def _standard_flags(transfer_syntax: str) -> tuple[bool, bool]:
+    uid = UID(transfer_syntax)
+    return bool(uid.is_encapsulated), bool(uid.is_little_endian)
+
+
 @dataclass(frozen=True)
 class PixelSpec:
     """The pixel description of one dataset; all sizes already checked against the pixel bytes."""
@@ -86,11 +102,11 @@ class PixelSpec:
 
     @property
     def is_encapsulated(self) -> bool:
-        return bool(self.transfer_syntax.is_encapsulated)
+        return _syntax_flags(self.transfer_syntax)[0]
 
     @property
     def is_little_endian(self) -> bool:
-        return bool(self.transfer_syntax.is_little_endian)
+        return _syntax_flags(self.transfer_syntax)[1]
 
     @property
     def is_float(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import PixelSpec
+from . import pydicom_plugins
 
 
 @lru_cache(maxsize=None)
@@ -62,18 +63,50 @@ def jpeg_reason_not(spec: PixelSpec, info: dict) -> str | None:
         scan = markers.scans[0] if markers.scans else None
         if scan is None or (scan.ss, scan.se, scan.ah, scan.al) != (0, 63, 0, 0):
             return "a sequential scan that is not Ss=0, Se=63 (pydicom's plugin rejects it)"
-        # lossy: libjpeg-turbo's IDCT and upsampling differ from pylibjpeg-libjpeg's (pydicom's default):
-        # up to 5 in RGB on subsampled colour (color3d_jpeg_baseline.dcm), beyond the tolerance of 2; up to
-        # 1 (mean 0.014) on monochrome/12-bit (JPGExtended.dcm), inside it, but the device path's tests
-        # compare with the CPU path exactly, so lossy JPEG stays on pydicom's plugin for now
-        if spec.samples_per_pixel != 1:
-            return "lossy colour JPEG (libjpeg-turbo's IDCT is up to 5 off pydicom's decode in RGB)"
-        return "lossy JPEG (libjpeg-turbo is up to 1 off pydicom's decode: pydicom's plugin keeps CPU == pydicom)"
+        why = lossy_jpeg_not_turbo(spec, info)
+        if why is not None:
+            return why
     if info.get("components") != spec.samples_per_pixel:
         return f"{info.get('components')} components in the codestream, Samples per Pixel {spec.samples_per_pixel}"
     if container_size(info["precision"]) != spec.itemsize:
         # pydicom reads libjpeg's output at Bits Allocated: its plugin decides (and reports any mismatch)
         return f"{info['precision']}-bit samples in {spec.bits_allocated}-bit Bits Allocated"
+    return None
+
+
+def lossy_jpeg_not_turbo(spec: PixelSpec, info: dict) -> str | None:
+    """Why libjpeg-turbo may not decode this lossy (DCT) frame in place of pydicom's default plugin
+    (pylibjpeg-libjpeg: Thomas Richter's libjpeg), None when its frame class is proven within the lossy
+    tolerance (gpudcm.tolerance) of it: every sample within 2, on the corpus and on generated files of
+    every class (tests/test_lossy_jpeg.py).
+
+    Proven (8-bit samples only): one component, and three components without chroma subsampling that
+    pydicom returns as stored (conformed Photometric Interpretation RGB: no YCbCr -> RGB conversion). Both
+    decoders then give the accurate IDCT rounded to integers (each within 0.6 of the exact IDCT), so
+    they differ by at most 1. Not proven, so pydicom's plugin decodes them:
+
+    - 12-bit samples: libjpeg-turbo's 12-bit IDCT keeps fewer fraction bits; up to 3 on noisy frames;
+    - subsampled chroma (4:2:2, 4:2:0, 4:1:1; 4:4:0 untested): Richter's upsampler computes output column
+      8k+1 of every block from the already upsampled column 8k+2 instead of input sample 4k+1 (it filters
+      a row in place, upsampling/upsampler.cpp ``HorizontalFilterCore<2>``); libjpeg-turbo's triangle
+      filter does not, so they differ by (c[4k] - c[4k+1]) / 16: 3 on color3d_jpeg_baseline.dcm, 28 on
+      noisy chroma;
+    - YCbCr converted to RGB (4:4:4 too): the two decoders' YCbCr differ by 1 where the exact IDCT lies
+      near .5, and pydicom's conversion (B = Y + 1.772 Cb') turns a 1 in Y and in Cb into 3.
+    """
+    markers = info.get("markers")
+    if markers is None:
+        return "no SOF header found"
+    if markers.precision != 8:
+        return f"lossy {markers.precision}-bit JPEG: libjpeg-turbo's {markers.precision}-bit IDCT is up to 3 off pydicom's decode"
+    if len(markers.components) == 1:
+        return None
+    if len({(c.h, c.v) for c in markers.components}) != 1:
+        return (f"lossy {markers.subsampling} chroma: pydicom's libjpeg upsamples column 8k+1 from its own "
+                "output (up to 28 off libjpeg-turbo's triangle filter)")
+    if pydicom_plugins.conformed_photometric(spec, info) != "RGB":
+        return ("lossy YCbCr colour converted to RGB: libjpeg-turbo's YCbCr is 1 off pydicom's decode "
+                "where the IDCT rounds differently, up to 3 after the YCbCr -> RGB conversion")
     return None
 
 

@@ -78,6 +78,7 @@ OPENJPEG = Backend("imagecodecs-openjpeg", "imagecodecs", icc.j2k_decode, icc.ha
 RLE = Backend("imagecodecs-dicomrle", "imagecodecs", icc.rle_decode, icc.has("dicomrle"), icc.rle_reason_not, True)
 
 _NATIVE = (NUMPY, PYDICOM_NATIVE)
+_LOSSY_JPEG = frozenset({str(JPEGBaseline8Bit), str(JPEGExtended12Bit)})
 REGISTRY: dict[str, tuple[Backend, ...]] = {
     ImplicitVRLittleEndian: _NATIVE,
     ExplicitVRLittleEndian: _NATIVE,
@@ -114,7 +115,10 @@ def choose(spec: PixelSpec, info: Any = None) -> tuple[Backend, str]:
     from ..errors import UnsupportedTransferSyntax
 
     skipped = []
-    for b in available(str(spec.transfer_syntax)):
+    ts = str(spec.transfer_syntax)
+    for b in backends(ts):
+        if not b.is_available(ts):  # asked only when reached: pydicom's availability check takes ~40 us
+            continue
         why = b.reason_not(spec, info)
         if why is None:
             return b, "; ".join(skipped)
@@ -139,4 +143,8 @@ def describe(transfer_syntax: UID) -> tuple[bool, str]:
         f"pydicom ({', '.join(pydicom_plugins.plugin_names(transfer_syntax))})" if b is PYDICOM else b.name
         for b in found
     ]
-    return True, "CPU backends, fastest first: " + ", ".join(names)
+    text = "CPU backends, fastest first: " + ", ".join(names)
+    if LIBJPEG_TURBO in found and str(transfer_syntax) in _LOSSY_JPEG:
+        text += (f" ({LIBJPEG_TURBO.name} for frames whose header class is proven within the lossy tolerance "
+                 "of pydicom's decode: 8-bit grey and stored RGB 4:4:4; YCbCr colour and 12-bit go to pydicom)")
+    return True, text

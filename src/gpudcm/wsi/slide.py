@@ -163,7 +163,7 @@ class Slide:
 
     # -- tiles -----------------------------------------------------------------------------------------
     def _decode(self, lv: Level, keys: Sequence[tuple[int, int, int, int] | None], device: str, *, ops=None,
-                decoders=None, threads: int | None = None, exact: bool = True, sink=None, infos: list | None = None):
+                decoders=None, threads: int | None = None, exact: bool | None = None, sink=None, infos: list | None = None):
         """(n, tile rows, tile cols, samples) for `keys` (None or absent: background), one batch per instance.
         On the CPU a `sink` (``sink(k, tile)``, from the decoding threads) takes the tiles instead."""
         tw, th = lv.tile_size
@@ -251,9 +251,12 @@ class Slide:
         fills the outside with the background. Missing sparse tiles are the background
         (Recommended Absent Pixel CIELab Value, else white). A region entirely outside raises
         :class:`RegionOutOfBounds`. `out` (optional) receives the result and must have its shape and dtype.
-        ``exact=False`` decodes lossy JPEG on the CPU with libjpeg-turbo, as wsidicom does (equal to
-        wsidicom, within 5 levels of pydicom's decode, several times faster); the default gives
-        pydicom's values. ``threads`` caps the CPU decode threads (default: all cores)."""
+        `exact` picks the CPU's lossy JPEG decoder (gpudcm.wsi.tiles.cpu_tile_decoder): by default, tile by
+        tile from its JPEG header, libjpeg-turbo where that class is proven within the lossy tolerance of
+        pydicom's decode (8-bit grey, stored RGB), pydicom's plugin for YCbCr colour; ``exact=True``
+        pydicom's plugin for every tile (pydicom's values); ``exact=False`` libjpeg-turbo with its own
+        YCbCr -> RGB for every tile, as wsidicom decodes (wsidicom's values, up to 9 off pydicom's on
+        subsampled chroma; several times faster). ``threads`` caps the CPU decode threads (default: all cores)."""
         lv = self.level(level)
         if size is None:
             size = (lv.size[0] - int(location[0]), lv.size[1] - int(location[1]))

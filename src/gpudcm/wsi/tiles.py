@@ -58,14 +58,16 @@ class FrameReader:
         return self._open().subset(list(indices))
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
-        """The bytes of frames `indices` (0-based within this file), each read from the file when asked."""
+        """The bytes of frames `indices` (0-based within this file), in that order, read in one pass
+        through the file (frames in file order: one forward sweep, whatever order the tiles were asked in)."""
         reader = self._open()
         spec, n = reader.spec, min(len(reader.frames), reader.spec.number_of_frames)
-        out = []
         for i in indices:
             if not 0 <= i < n:
                 raise GpudcmError(f"{spec.source}: frame {i} is not in the file ({len(reader.frames)} frames)")
-            out.append(bytes(reader.frame_bytes(i)))
+        out: list[bytes] = [b""] * len(indices)
+        for j in sorted(range(len(indices)), key=lambda j: reader.frame(indices[j])[0].offset):
+            out[j] = bytes(reader.frame_bytes(indices[j]))
         return out
 
 
@@ -90,29 +92,44 @@ def _pixel_options(spec: PixelSpec) -> dict:
                 pixel_keyword=spec.pixel_keyword, pixel_vr=spec.pixel_vr)
 
 
-def cpu_tile_decoder(spec: PixelSpec, *, exact: bool = True) -> tuple[Callable[[bytes], np.ndarray], bool]:
-    """A function decoding one tile's bytes, shaped ``spec.frame_shape``, and whether its output is
-    already colour converted (else: pydicom's raw values, converted after the batch).
+TileDecoder = Callable[[bytes, "np.ndarray | None"], np.ndarray]
 
-    Every syntax: the CPU codec registry (gpudcm.codecs: the fastest backend that gives pydicom's
-    values, GIL released where it can be). Lossy 8-bit JPEG with ``exact=False``: libjpeg-turbo
-    through imagecodecs with its own YCbCr -> RGB, as wsidicom decodes (within 5 levels of pydicom's
-    libjpeg 9 decode, 10x faster); with ``exact=True`` pydicom's own plugin (pydicom's values)."""
+
+def cpu_tile_decoder(spec: PixelSpec, *, exact: bool | None = None) -> tuple[TileDecoder, bool]:
+    """``decode(data, out)``: one tile's bytes decoded, shaped ``spec.frame_shape``, into `out` (a
+    C-contiguous array of that shape and dtype) where the codec writes there itself, else a new array;
+    and whether its output is already colour converted (else: pydicom's raw values, converted after).
+
+    - ``exact=None`` (default): the CPU codec registry, tile by tile from its JPEG header
+      (gpudcm.codecs): libjpeg-turbo where the tile's class is proven within the lossy tolerance of
+      pydicom's decode (8-bit grey, stored RGB 4:4:4), pydicom's plugin for the rest (YCbCr colour,
+      subsampled chroma, 12-bit); every other syntax its fastest exact backend.
+    - ``exact=True``: pydicom's own plugin for every lossy JPEG tile (pydicom's values exactly).
+    - ``exact=False``: lossy 8-bit JPEG with libjpeg-turbo and its own YCbCr -> RGB, as wsidicom decodes
+      (wsidicom's values: up to 9 off pydicom's on subsampled chroma, 3 on 4:4:4 YCbCr)."""
     ts = str(spec.transfer_syntax)
     ic = _imagecodecs()
-    if not exact and ic is not None and ts in _JPEG_8BIT and spec.bits_allocated == 8 and ic.JPEG8.available:
+    if exact is False and ic is not None and ts in _JPEG_8BIT and spec.bits_allocated == 8 and ic.JPEG8.available:
         rgb = spec.samples_per_pixel == 3 and spec.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
         # stored RGB stays as stored (as wsidicom asks libjpeg-turbo too)
         kw = {"colorspace": "RGB", "outcolorspace": "RGB"} if spec.photometric_interpretation == "RGB" else {}
 
-        def jpeg(data: bytes) -> np.ndarray:
-            return ic.jpeg8_decode(data, **kw).reshape(spec.frame_shape)
+        def jpeg(data: bytes, out: np.ndarray | None) -> np.ndarray:
+            return ic.jpeg8_decode(data, out=out, **kw).reshape(spec.frame_shape)
 
         return jpeg, rgb
     from .. import codecs
 
-    def registry(data: bytes) -> np.ndarray:  # the CPU codec registry: fastest backend with pydicom's values
-        return codecs.decode_frame(spec, data, raw=True)
+    if exact and ts in _JPEG_8BIT:
+        from ..codecs.pydicom_plugins import decode as pydicom_decode
+
+        def plugin(data: bytes, out: np.ndarray | None) -> np.ndarray:  # pydicom's own decode of the tile
+            return pydicom_decode(data, spec, raw=True)
+
+        return plugin, False
+
+    def registry(data: bytes, out: np.ndarray | None) -> np.ndarray:
+        return codecs.decode_frame(spec, data, raw=True, out=out)
 
     return registry, False
 
@@ -129,22 +146,36 @@ def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
 Sink = Callable[[int, np.ndarray], None]
 
 
-def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink, threads: int | None, exact: bool,
-                to_rgb: bool) -> None:
-    """Decode `frames` on the thread pool (``threads=1``: here, serially), each tile handed to
-    ``sink(k, tile)`` in the thread that decoded it; `to_rgb` converts YBR tiles as pydicom does."""
+def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink | None, threads: int | None,
+                exact: bool | None, to_rgb: bool, out: np.ndarray | None = None) -> None:
+    """Decode `frames` on the thread pool (``threads=1``: here, serially): straight into ``out[k]`` (a
+    C-contiguous NumPy array of frames) when given, else each tile handed to ``sink(k, tile)`` in the
+    thread that decoded it (the tile may be that thread's scratch buffer, reused for its next tile: the
+    sink copies what it keeps); `to_rgb` converts YBR tiles as pydicom does."""
     decode, converted = cpu_tile_decoder(spec, exact=exact)
     convert = to_rgb and not converted
+    scratch = threading.local()
 
     def one(k: int) -> None:
+        if out is not None:
+            target = out[k]
+        else:
+            target = getattr(scratch, "buf", None)
+            if target is None:
+                target = scratch.buf = np.empty(spec.frame_shape, spec.dtype)
         try:
-            tile = decode(frames[k])
+            tile = decode(frames[k], target)
         except GpudcmError:
             raise
         except Exception as exc:
             raise DecodeError(f"{UID(str(spec.transfer_syntax)).name} tile decode failed: {type(exc).__name__}: {exc}",
                               source=spec.source, frame=k) from exc
-        sink(k, convert_color_space(tile, "YBR_FULL", "RGB") if convert else tile)
+        if convert:
+            tile = convert_color_space(tile, "YBR_FULL", "RGB")
+        if out is None:
+            sink(k, tile)
+        elif tile is not target:
+            target[...] = tile
 
     from ..codecs import thread_map
 
@@ -159,7 +190,7 @@ def _store(out) -> Sink:
 
 
 def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, *, ops=None, decoders=None,
-                 threads: int | None = None, raw: bool = False, exact: bool = True, sink: Sink | None = None,
+                 threads: int | None = None, raw: bool = False, exact: bool | None = None, sink: Sink | None = None,
                  infos: list | None = None):
     """Read and decode the frames `indices` (0-based in the file) of the instance behind `reader` into
     `out` (shape (n, *spec.frame_shape), NumPy for ``device="cpu"``, the device array module otherwise)
@@ -170,7 +201,7 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
     of `out` (a region reader pastes tiles where they go without a second pass). On the device the tiles
     go through gpudcm's JPEG-family device path as one multi-frame source (nvJPEG / nvImageCodec batches,
     per-frame CPU fallback) behind `ops` (default: a CupyOps leased from the pool) and `decoders` (default: the real
-    libraries). ``exact=False`` lets the CPU decode lossy JPEG with libjpeg-turbo (see :func:`cpu_tile_decoder`).
+    libraries). `exact` picks the CPU's lossy JPEG decoder (see :func:`cpu_tile_decoder`).
     `infos` (a list) receives the device path's :class:`gpudcm.routing.FrameInfo` per frame (which backend)."""
     spec = reader.spec
     if not indices:
@@ -185,7 +216,9 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
         frames = read_tile_bytes(reader, indices)
     if device == "cpu":
         to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
-        _decode_cpu(spec, frames, sink or _store(out), threads, exact, to_rgb)
+        direct = sink is None and isinstance(out, np.ndarray) and out.flags.c_contiguous
+        _decode_cpu(spec, frames, None if direct else sink or _store(out), threads, exact, to_rgb,
+                    out if direct else None)
         return out
     if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
         from ..cuda.jpeg_path import decode_jpeg_family
@@ -199,6 +232,6 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
         return out
     host = np.empty(out.shape, out.dtype)  # native / RLE tiles: decoded here, one copy to the device
     to_rgb = not raw and spec.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
-    _decode_cpu(spec, frames, _store(host), threads, True, to_rgb)
+    _decode_cpu(spec, frames, None, threads, None, to_rgb, host)
     out[...] = ops.xp.asarray(host)
     return out
