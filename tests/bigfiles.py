@@ -77,9 +77,59 @@ def write_rle(path: Path, *, frames: int, rows: int = 512, cols: int = 512, dist
 # ------------------------------------------------------------------------ peak memory of one call
 
 OPS = ("first", "index", "whole")
+WORKER_OPS = ("zarr", "npy", "zarr-held")  # a Dask worker's task, a CLI .npy job, the old task (output held)
+
+
+def _worker(op: str, path: str):
+    """One job as a worker runs it (``zarr-held``: as it ran before issue 15's chunked writes: the whole
+    output decoded, then written); returns the written array (read lazily: after the measurement)."""
+    import os
+
+    from gpudcm import npy
+    from gpudcm.dask import COMPLETE, decode_and_write
+    from gpudcm.jobs import file_jobs, run_job
+
+    import zarr
+
+    job = file_jobs([path])[0]
+    out = path + f".{op}.zarr"
+    if op == "npy":
+        folder = Path(path + ".npy.d")
+        outcome = npy.decode_to_npy(folder, job, device="cpu")
+        assert outcome.status == "done", outcome
+        return np.load(npy.array_path(folder, job), mmap_mode="r")
+    if op == "zarr":
+        outcome = decode_and_write(job, out, device="cpu")
+        assert outcome.status == "done", outcome
+    else:
+        arr, outcome = run_job(job, device="cpu")
+        z = zarr.open_array(out, path=job.name, mode="w", shape=arr.shape, dtype=arr.dtype,
+                            chunks=(1, *arr.shape[1:]))
+        z[...] = arr
+        z.attrs.update({COMPLETE: True})
+        del arr
+    assert os.path.isdir(out)
+    return zarr.open_array(out, path=job.name, mode="r")
+
+
+def clean_worker_outputs(path: str) -> None:
+    """Remove what :func:`_worker` wrote beside `path`."""
+    import shutil
+
+    for op in WORKER_OPS:
+        shutil.rmtree(path + f".{op}.zarr", ignore_errors=True)
+    shutil.rmtree(path + ".npy.d", ignore_errors=True)
 
 
 def _call(lib: str, op: str, path: str, k: int):
+    if lib == "gpudcm-worker":
+        return _worker(op, path)
+    if lib == "gpudcm-cuda":  # the device path: the result stays on the device (a CuPy array)
+        import gpudcm
+
+        if op == "first":
+            return next(iter(gpudcm.iter_frames(path, device="cuda")))
+        return gpudcm.pixel_array(path, index=k if op == "index" else None, device="cuda")
     if lib == "gpudcm":
         import gpudcm
 
@@ -122,17 +172,29 @@ def _reset_peak() -> bool:
         return False
 
 
-def measure(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None) -> dict:
+def measure(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None, chunk_bytes: int = 0) -> dict:
     """Run one call in this (fresh) process: its peak RSS over the process's RSS after imports (and after
-    one warm-up decode of `warmup`, so lazily loaded plugins are not counted), and its time."""
+    one warm-up decode of `warmup`, so lazily loaded plugins are not counted), and its time.
+    `chunk_bytes`: the jobs' chunk size (gpudcm.jobs.CHUNK_BYTES) when not 0."""
     import resource
     import time
 
     import gpudcm  # noqa: F401  (imports first: they are not the call's)
+    import gpudcm.jobs
     import pydicom.pixels  # noqa: F401
 
+    if chunk_bytes:
+        gpudcm.jobs.CHUNK_BYTES = chunk_bytes
+
     if warmup:
-        _call(lib, "whole", warmup, 0)
+        _call("gpudcm" if lib == "gpudcm-worker" else lib, "whole", warmup, 0)
+    if lib == "gpudcm-worker":  # zarr, its codecs and one small job warmed up too: not the call's
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            small = shutil.copy(warmup or path, Path(tmp) / "warm.dcm")
+            _worker(op, str(small))
     with open(path, "rb") as fp:  # the header in the page cache for every library alike
         fp.read(1 << 20)
     # peak RSS of the call = the process's high-water mark after it, reset to the current RSS just before
@@ -150,10 +212,25 @@ def measure(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None)
         seconds = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
     return {"lib": lib, "op": op, "peak_over_base": peak - base, "seconds": seconds, "out_bytes": int(arr.nbytes),
-            "shape": list(arr.shape), "checksum": int(np.asarray(arr, dtype=np.uint64).sum() % (1 << 61))}
+            "shape": list(arr.shape), "checksum": _checksum(arr)}
 
 
-def measure_in_subprocess(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None) -> dict:
+def _checksum(arr) -> int:
+    """Sum of the values mod 2**61, a few frames at a time (a written array is read back lazily)."""
+    total = 0
+    step = max(1, (16 << 20) // max(1, int(arr.nbytes) // max(1, arr.shape[0])))
+    for a in range(0, arr.shape[0], step) if arr.ndim > 2 else [None]:
+        part = arr[...] if a is None else arr[a : a + step]
+        if hasattr(part, "__cuda_array_interface__"):
+            from gpudcm.host import to_host
+
+            part = to_host(part)
+        total = (total + int(np.asarray(part, dtype=np.uint64).sum())) % (1 << 61)
+    return total
+
+
+def measure_in_subprocess(lib: str, op: str, path: str, k: int = 0, warmup: str | None = None,
+                          chunk_bytes: int = 0) -> dict:
     """:func:`measure` in a fresh interpreter (each call alone in its process)."""
     import json
     import os
@@ -163,7 +240,7 @@ def measure_in_subprocess(lib: str, op: str, path: str, k: int = 0, warmup: str 
     here = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parent / "src"), str(here.parent), str(here), os.environ.get("PYTHONPATH", "")]))
     code = ("import json, sys, bigfiles; print(json.dumps(bigfiles.measure(*sys.argv[1:4], int(sys.argv[4]), "
-            "sys.argv[5] or None)))")
-    out = subprocess.run([sys.executable, "-c", code, lib, op, str(path), str(k), warmup or ""], env=env,
+            "sys.argv[5] or None, int(sys.argv[6]))))")
+    out = subprocess.run([sys.executable, "-c", code, lib, op, str(path), str(k), warmup or "", str(chunk_bytes)], env=env,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -457,10 +457,13 @@ def test_rle_frames_are_copied_once_into_the_staging(monkeypatch):
     for _ in range(2):
         spec, buffer = _spec_and_buffer(path)
         reqs.append(rle.RleRequest(spec, buffer))
+    staged = []
     out = rle.decode_rle_batch(reqs, launch_rle=host_launch_rle(False), launch_native=host_launcher(False),
-                               staging=lambda n: np.empty(n, np.uint8).view(Staging))
+                               staging=lambda n: staged.append(n) or np.empty(n, np.uint8).view(Staging))
     np.testing.assert_array_equal(out[1], pydicom_pixel_array(path))
-    assert copies == [True]  # gathered straight into the staging buffer, no intermediate copy
+    # each frame copied from the element straight into one staging buffer (one batch), no joined copy
+    frames = rle._wanted(reqs[0])[0]
+    assert copies == [] and staged == [2 * sum(e.length for f in frames for e in f)]
 
 
 # ---------------------------------------------------------------------------------------------------

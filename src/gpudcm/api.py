@@ -63,14 +63,17 @@ def _shape_of(spec: PixelSpec, sel: Selection) -> tuple[int, ...]:
 
 
 def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_rgb: bool, stack: bool = False,
-                   infos: list | None = None):
+                   infos: list | None = None, out=None):
     """Decode sources on the device behind `ops` (CuPy, or the host stand-in in CI): native frames
     batched through the pipeline (read from the file straight into the staging buffer), RLE files batched
     per layout, YBR converted by the colour kernel, the rest decoded by pydicom on the CPU and copied over;
     JPEG-family frames routed one by one (nvJPEG, nvImageCodec or the CPU plugin). `prepared` holds
     :class:`PixelReader` objects (or ``(dataset, spec)`` pairs); `index` selects frames (an int, a list,
     or None for all). Returns a list, or one array with `stack`; `infos` (a list) receives one FrameInfo
-    per decoded frame."""
+    per decoded frame. `out` (a device array, C-contiguous: the stack's, or with one source its result's
+    shape and dtype) is written by the kernels directly, with no temporary of its size (the
+    ``cpu-plugin`` route copies its host result in; a result whose shape is known only after decoding,
+    e.g. excess frames, comes back in its own array for the caller to check and copy)."""
     from .cuda.colour import needs_rgb_conversion, ybr_to_rgb
     from .cuda.pipeline import Request, decode_native_batch, stackable
     from .cuda.jpeg_path import decode_jpeg_family
@@ -81,38 +84,36 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
     sels = [_selection(r, None, index) if isinstance(index, (list, tuple, slice)) else _selection(r, index, None)
             for r in readers]
     results: list[Any] = [None] * len(readers)
+    outs: list[Any] = [None] * len(readers)  # each source's slot of `out`
+    if out is not None and (stack or len(readers) == 1):
+        outs = [out[i] for i in range(len(readers))] if stack else [out]
     native: list[int] = []
     rle: dict[tuple, list[int]] = {}
-    rle_src: dict[int, tuple] = {}
     for i, reader in enumerate(readers):
         spec, sel = reader.spec, sels[i]
         cap = backend_for(spec, "cuda", raw=raw, as_rgb=as_rgb)
         if infos is not None and cap.backend in ("kernel", "cpu-plugin"):
             infos += [FrameInfo(spec.source, f, cap.backend, cap.reason) for f in _selected(spec, sel)]
         if cap.backend == "kernel" and spec.transfer_syntax == RLELossless:
-            rle.setdefault(layout_key(spec), []).append(i)
-            rle_src[i] = _encapsulated_source(reader, sel)
+            rle.setdefault(layout_key(spec), []).append(i)  # frames read from the file batch by batch
         elif cap.backend == "kernel":
             native.append(i)
-        elif cap.backend in ("nvjpeg", "j2k"):
-            ds, sub, sub_index = _encapsulated_source(reader, sel)
+        elif cap.backend in ("nvjpeg", "j2k"):  # frames read from the file batch by batch
             arr, frame_infos = decode_jpeg_family(
-                ds, sub, index=sub_index, raw=raw, as_rgb=as_rgb, ops=ops, env=ops.jpeg_env,
-                decoders=ops.jpeg_decoders, extended_offsets=_extended_offsets(ds))
+                reader, spec, index=sel, raw=raw, as_rgb=as_rgb, ops=ops, env=ops.jpeg_env,
+                decoders=ops.jpeg_decoders, out=outs[i])
             results[i] = arr if sel is None else arr.reshape(_shape_of(spec, sel))
             if infos is not None:
-                infos += [FrameInfo(f.source, _selected(spec, sel)[f.frame], f.backend, f.reason)
-                          for f in frame_infos]
+                infos += frame_infos
         elif cap.backend == "cpu-plugin":
-            results[i] = ops.xp.asarray(_cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb))
+            results[i] = _to_device(_cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb), outs[i], ops.xp)
         else:
             raise UnsupportedTransferSyntax(f"{spec.source}: {cap.reason}")
     launch_rle, launch_native = ops.rle_launchers if rle else (None, None)
-    for group in rle.values():  # RLE Lossless: one RLE launch (and one native launch) per layout
-        requests = [RleRequest(rle_src[i][1], rle_src[i][0].PixelData, rle_src[i][2], _extended_offsets(rle_src[i][0]))
-                    for i in group]
+    for group in rle.values():  # RLE Lossless: per layout, one RLE launch (and one native launch) a batch
+        requests = [RleRequest(readers[i].spec, readers[i], sels[i]) for i in group]
         decoded = decode_rle_batch(requests, launch_rle=launch_rle, launch_native=launch_native, xp=ops.xp,
-                                   staging=lambda n: ops.pinned(0, n))
+                                   staging=lambda n: ops.pinned(0, n), outs=[outs[i] for i in group])
         for i, arr in zip(group, decoded):
             if needs_rgb_conversion(readers[i].spec, raw, as_rgb):
                 arr = ybr_to_rgb(arr, launcher=ops.colour_launcher, xp=ops.xp)
@@ -120,7 +121,12 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
     if native:
         requests = [Request(readers[i].spec, readers[i], sels[i]) for i in native]
         whole = stack and len(native) == len(readers) and stackable(requests)
-        decoded = decode_native_batch(requests, ops, stack=whole)
+        into = None
+        if out is not None and (whole or len(readers) == 1) and _fits(out, requests, whole):
+            into = out if whole else out.reshape((1, *requests[0].shape))
+        decoded = decode_native_batch(requests, ops, stack=whole or into is not None, out=into)
+        if into is not None and not whole:
+            decoded = [decoded[0]]
         for k, i in enumerate(native):
             arr = decoded[k]
             if needs_rgb_conversion(readers[i].spec, raw, as_rgb):
@@ -130,16 +136,19 @@ def _device_decode(prepared: Sequence, ops, *, index: Selection, raw: bool, as_r
             return decoded
     if not stack:
         return results
-    return _stack(results, [r.spec.source for r in readers], ops.xp)
+    names = [r.spec.source for r in readers]
+    return _stack(results, names, ops.xp) if out is None else _stack_into(results, names, out)
 
 
-def _encapsulated_source(reader: PixelReader, sel: Selection) -> tuple:
-    """(dataset, spec, index) a dataset-based device decoder reads: the whole element for all frames,
-    else a dataset of only the selected frames (read now, nothing else)."""
-    if sel is None:
-        return reader.dataset(), reader.spec, None
-    ds, sub = reader.subset(_selected(reader.spec, sel))
-    return ds, sub, (0 if isinstance(sel, int) else None)
+def _stack_into(results: list, names: Sequence[str], out):
+    """The results in the slots of `out`, each copied there unless a kernel wrote it in place."""
+    for n, r in zip(names, results):
+        if tuple(r.shape) != tuple(out.shape[1:]) or r.dtype != out.dtype:
+            raise GpudcmError(f"cannot stack: {n} is {r.shape} {r.dtype} but out= holds {out.shape[1:]} {out.dtype}")
+    for i, r in enumerate(results):
+        if _data_pointer(r) != _data_pointer(out[i]):
+            out[i] = r
+    return out
 
 
 def _cpu_decode(reader: PixelReader, sel: Selection, *, raw: bool, as_rgb: bool, out=None, threads: int | None = None):
@@ -150,6 +159,29 @@ def _cpu_decode(reader: PixelReader, sel: Selection, *, raw: bool, as_rgb: bool,
         arr = decode_frames(reader, [sel], out=flat, raw=raw, as_rgb=as_rgb, threads=threads)
         return arr.reshape(reader.spec.frame_shape) if out is None else out
     return decode_frames(reader, sel, out=out, raw=raw, as_rgb=as_rgb, threads=threads)
+
+
+def _fits(out, requests: Sequence, stacked: bool) -> bool:
+    """Whether the caller's `out` is the native batch's output (so the kernels write it directly)."""
+    first = requests[0]
+    shape = (len(requests), *first.shape) if stacked else first.shape
+    return tuple(out.shape) == tuple(shape) and out.dtype == first.spec.dtype and out.flags.c_contiguous
+
+
+def _to_device(arr: np.ndarray, out, xp):
+    """A host result on the device: copied into `out` when it is the result's (no device temporary)."""
+    if out is not None and tuple(out.shape) == arr.shape and out.dtype == arr.dtype:
+        if hasattr(out, "set"):  # CuPy: host -> device into the array itself
+            out.set(np.ascontiguousarray(arr))
+        else:
+            out[...] = arr
+        return out
+    return xp.asarray(arr)
+
+
+def _data_pointer(arr) -> int | None:
+    face = getattr(arr, "__cuda_array_interface__", None) or getattr(arr, "__array_interface__", None)
+    return face["data"][0] if face else None
 
 
 def _selection(reader: PixelReader, index, indices) -> Selection:
@@ -164,10 +196,12 @@ def _selection(reader: PixelReader, index, indices) -> Selection:
 
 
 def _device_into(arr, out, name: str):
+    """`out` holding `arr`: as it is when the kernels wrote it, else checked and copied in."""
     if out is None:
         return arr
     check_out(out, arr.shape, arr.dtype, name)
-    out[...] = arr
+    if arr is not out and _data_pointer(arr) != _data_pointer(out):
+        out[...] = arr
     return out
 
 
@@ -202,11 +236,11 @@ def pixel_array(
             if out is not None and not isinstance(out, np.ndarray):
                 raise GpudcmError(f"{reader.name}: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
             return _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=out)
-        return _device_into(_cuda_decode(reader, sel, raw, as_rgb, device), out, reader.name)
+        return _device_into(_cuda_decode(reader, sel, raw, as_rgb, device, out=out), out, reader.name)
 
 
-def _cuda_decode(reader: PixelReader, sel: Selection, raw: bool, as_rgb: bool, device: str = "cuda"):
-    return _cuda_batch([reader], device, index=sel, raw=raw, as_rgb=as_rgb)[0]
+def _cuda_decode(reader: PixelReader, sel: Selection, raw: bool, as_rgb: bool, device: str = "cuda", out=None):
+    return _cuda_batch([reader], device, index=sel, raw=raw, as_rgb=as_rgb, out=out)[0]
 
 
 def _cuda_batch(prepared, device: str, **kwargs):
@@ -402,8 +436,9 @@ def _decode_batch_cuda(sources: list, device: str, tick: Callable[[Any], None], 
     try:
         with stream if stream is not None else nullcontext():
             try:
+                whole = stack and len(good) == len(sources)
                 decoded = _cuda_batch([prepared[k] for k in good], device, index=index, raw=raw, as_rgb=as_rgb,
-                                      stack=stack and len(good) == len(sources), infos=infos)
+                                      stack=whole, infos=infos, out=out if whole else None)
             except GpudcmError:
                 if on_error == "raise":
                     raise

@@ -22,7 +22,7 @@ from . import __version__
 from .capabilities import backend_for, capabilities
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError
-from .jobs import NOT_IMAGE, Job, Outcome, expand_paths, plan_jobs, run_job
+from .jobs import NOT_IMAGE, Job, Outcome, expand_paths, plan_jobs, write_job
 from .progress import Progress
 from .source import load_dataset
 from .spec import pixel_spec
@@ -160,6 +160,13 @@ def _report_failures(outcomes: Sequence[Outcome]) -> int:
     return len(failed)
 
 
+class _Discard:
+    """A write target that keeps nothing (``gpudcm decode`` without --out: decoded chunk by chunk, timed)."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
 def _decode_local(args: argparse.Namespace, files: list[Path], device: str) -> list[Outcome]:
     """Decode on this machine (`--workers` threads), writing one .npy per file (or series) when --out,
     mirroring the input tree, with a sidecar JSON each and DIR/manifest.jsonl (gpudcm.npy); arrays
@@ -183,11 +190,10 @@ def _decode_local(args: argparse.Namespace, files: list[Path], device: str) -> l
 
     def one(job: Job) -> Outcome:
         if out_dir:
-            npy.remove_stale(out_dir, job)
-        arr, outcome = run_job(job, device=device, rescale=args.rescale)
-        if arr is not None and out_dir:
-            npy.write(out_dir, job, arr, outcome)
-        return outcome
+            return npy.decode_to_npy(out_dir, job, device=device, rescale=args.rescale)
+        return write_job(job, lambda outcome: discard, device=device, rescale=args.rescale)  # decoded, not kept
+
+    discard = _Discard()
 
     pool = ThreadPoolExecutor(max_workers=max(1, args.workers or 1))
     try:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DeviceUnavailable, GpudcmError
-from .jobs import NOT_IMAGE, Job, Outcome, _file_bytes, expand_paths, plan_jobs, run_job
+from .jobs import NOT_IMAGE, Job, Outcome, _file_bytes, expand_paths, plan_jobs, write_job
 from .metadata import same_output
 
 __all__ = ["ClusterPlan", "DecodeSummary", "Failure", "convert_to_dicom", "decode_to_zarr", "plan_cluster"]
@@ -204,29 +204,46 @@ def _attrs(job: Job, outcome: Outcome, device: str) -> dict:
 
 def decode_and_write(job: Job, out: str, *, device: str = "auto", raw: bool = False, as_rgb: bool = True,
                      quiet: bool = False, rescale: bool = False) -> Outcome:
-    """The task run on a worker: decode `job`, write its array under `out`, mark it complete last.
-    Returns the Outcome (small: no pixel data goes back). `quiet` ignores Python warnings meanwhile."""
+    """The task run on a worker: create `job`'s array under `out` from the header, decode and write it
+    chunk by chunk (the worker holds one chunk: gpudcm.jobs.write_job), mark it complete last. Returns
+    the Outcome (small: no pixel data goes back). `quiet` ignores Python warnings meanwhile."""
     if quiet:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return decode_and_write(job, out, device=device, raw=raw, as_rgb=as_rgb, rescale=rescale)
-    arr, outcome = run_job(job, device=device, raw=raw, as_rgb=as_rgb, rescale=rescale)
-    if arr is None:
+    zarr = _zarr()
+    made: list = []
+
+    def into(outcome: Outcome):
+        stacked = job.kind == "series" or outcome.frames > 1  # (frames, rows, cols[, samples])
+        dtype = np.dtype(outcome.dtype)
+        z = zarr.open_array(out, path=job.name, mode="w", shape=outcome.shape, dtype=dtype,
+                            chunks=_chunks(outcome.shape, dtype.itemsize, stacked))
+        z.attrs.update({"gpudcm": _attrs(job, outcome, device)})
+        made.append(z)
+        return z
+
+    outcome = write_job(job, into, device=device, raw=raw, as_rgb=as_rgb, rescale=rescale, where=out)
+    if outcome.status != "done":
+        if made:
+            _drop(out, job)  # the partial array this task began (a failure after its first chunk)
         return outcome
     t0 = time.perf_counter()
-    try:
-        zarr = _zarr()
-        stacked = job.kind == "series" or outcome.frames > 1  # (frames, rows, cols[, samples])
-        z = zarr.open_array(out, path=job.name, mode="w", shape=arr.shape, dtype=arr.dtype,
-                            chunks=_chunks(arr.shape, arr.dtype.itemsize, stacked))
-        z.attrs.update({"gpudcm": _attrs(job, outcome, device)})
-        z[...] = arr
-        z.attrs.update({COMPLETE: True})
+    try:  # the last write: the array is whole (a worker killed before this leaves it incomplete)
+        made[0].attrs.update({COMPLETE: True})
     except Exception as exc:  # noqa: BLE001 - e.g. a full disk: recorded like a decode failure
         outcome.status, outcome.error_type = "failed", type(exc).__name__
         outcome.message = f"writing {job.name} to {out}: {' '.join(str(exc).split())}"
     outcome.seconds += time.perf_counter() - t0
     return outcome
+
+
+def _drop(out: str, job: Job) -> None:
+    """Remove the array `job` left under `out`, if any (best effort)."""
+    try:
+        del _zarr().open_group(out, mode="a")[job.name]
+    except Exception:  # noqa: BLE001 - nothing there, or it cannot be removed: resume redoes it anyway
+        pass
 
 
 def _prepare_groups(out: str, jobs: Sequence[Job]) -> None:

@@ -185,32 +185,53 @@ def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str):
 REGISTRY_CHUNK = 32  # compressed frames read ahead of the codec registry (>= processes.MIN_FRAMES)
 
 
-def _registry(reader: PixelReader, indices: list[int], out: np.ndarray, *, raw: bool, as_rgb: bool,
-              threads: int | None) -> bool:
-    """Encapsulated frames through the CPU codec registry (gpudcm.codecs) into `out` when a fast backend
-    takes frame 0 (or pydicom's plugins on a process pool for long files); False leaves them to pydicom
-    (nothing faster, fragments that do not split into Number of Frames frames, or a frame the fast
-    backend failed on: pydicom then decides, its plugin choice carried from frame to frame)."""
+def _registry_takes(reader: PixelReader, n_frames: int, first_index: int, threads: int | None):
+    """Frame `first_index`'s bytes when the CPU codec registry (gpudcm.codecs) takes the `n_frames` frames
+    that start with it: a fast backend takes that frame, or pydicom's plugins run on a process pool for
+    long files; None leaves them to pydicom (nothing faster, or fragments that do not split into Number
+    of Frames frames)."""
     from . import codecs
     from .codecs import processes
-    from .codecs.decode import FastBackendFailed
 
     spec = reader.spec
-    if len(reader.frames) != spec.number_of_frames or not indices:
-        return False
-    first = reader.frame_bytes(indices[0])
+    if len(reader.frames) != spec.number_of_frames or not n_frames:
+        return None
+    first = reader.frame_bytes(first_index)
     try:
         backend, _ = codecs.choose(spec, codecs.frame_info(spec, first))
     except GpudcmError:
-        return False
-    if backend.finished and not processes.usable(len(indices), threads or codecs.default_threads()):
+        return None
+    if backend.finished and not processes.usable(n_frames, threads or codecs.default_threads()):
+        return None
+    return first
+
+
+def _registry_chunk(reader: PixelReader, chunk: list[int], out: np.ndarray, first, *, raw: bool, as_rgb: bool,
+                    threads: int | None) -> None:
+    """Frames `chunk` through the registry into `out` (`first`: chunk[0]'s bytes when already read);
+    raises FastBackendFailed where a fast backend fails on a frame (pydicom then decides)."""
+    from . import codecs
+
+    frames = [first if k == 0 and first is not None else reader.frame_bytes(i) for k, i in enumerate(chunk)]
+    codecs.decode_frames(reader.spec, frames, out, raw=raw, as_rgb=as_rgb, threads=threads, first_index=chunk,
+                         fallback=False)
+
+
+def _registry(reader: PixelReader, indices: list[int], out: np.ndarray, *, raw: bool, as_rgb: bool,
+              threads: int | None) -> bool:
+    """Encapsulated frames through the CPU codec registry into `out` when it takes them
+    (:func:`_registry_takes`); False leaves them to pydicom (also after a frame the fast backend failed
+    on: pydicom then decides, its plugin choice carried from frame to frame)."""
+    from .codecs.decode import FastBackendFailed
+
+    first = _registry_takes(reader, len(indices), indices[0] if indices else 0, threads)
+    if first is None:
         return False
     for a in range(0, len(indices), REGISTRY_CHUNK):  # memory: the output plus one chunk of compressed frames
         chunk = indices[a : a + REGISTRY_CHUNK]
-        frames = [first if a == 0 and k == 0 else reader.frame_bytes(i) for k, i in enumerate(chunk)]
         try:
-            codecs.decode_frames(spec, frames, out[a : a + len(chunk)], raw=raw, as_rgb=as_rgb, threads=threads,
-                                 first_index=chunk, fallback=False)
+            _registry_chunk(reader, chunk, out[a : a + len(chunk)], first if a == 0 else None, raw=raw,
+                            as_rgb=as_rgb, threads=threads)
         except FastBackendFailed:
             return False
     return True
@@ -281,3 +302,49 @@ def iter_decode(reader: PixelReader, indices: Iterable[int] | None = None, *, ra
     spec = reader.spec
     for i in indices if indices is not None else range(spec.number_of_frames):
         yield decode_frames(reader, [i], raw=raw, as_rgb=as_rgb)[0]
+
+
+def decoded_shape(reader: PixelReader) -> tuple[int, ...] | None:
+    """The shape of ``decode_frames(reader, None)`` as the header gives it (pydicom's rules: no frame axis
+    for one frame, native excess frames counted), or None where it is known only after decoding (an
+    encapsulated element whose fragments do not split into Number of Frames frames: pydicom may keep
+    frames past Number of Frames, or raise)."""
+    spec = reader.spec
+    if spec.is_encapsulated and len(reader.frames) != spec.number_of_frames:
+        return None
+    return spec.shape(None)
+
+
+def iter_chunks(reader: PixelReader, frames_per_chunk: int, *, raw: bool = False, as_rgb: bool = True,
+                threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first frame, frames)`` blocks, in order, that together hold ``decode_frames(reader, None)``
+    (its values; blocks shaped (n, *frame shape)), `frames_per_chunk` frames at a time, decoded into one
+    reused buffer: use or copy each block before asking for the next. Memory: one chunk and its
+    compressed bytes. Where values would depend on decoding the element whole (pydicom decides for
+    encapsulated frames the registry does not take: its plugin choice carries from frame to frame, or it
+    keeps excess frames), one block holds every frame; a block starting at 0 again (a fast backend failed
+    on a later frame) replaces everything yielded before."""
+    from .codecs.decode import FastBackendFailed
+
+    spec = reader.spec
+    n, per = spec.number_of_frames, max(1, frames_per_chunk)
+    if decoded_shape(reader) is not None:
+        first = None
+        if spec.is_encapsulated:
+            first = _registry_takes(reader, n, 0, threads)
+        if first is not None or not spec.is_encapsulated:
+            buffer = np.empty((min(per, n), *spec.frame_shape), dtype=spec.dtype)
+            try:
+                for a in range(0, n, per):
+                    chunk, block = list(range(a, min(n, a + per))), buffer[: min(n, a + per) - a]
+                    if spec.is_encapsulated:
+                        _registry_chunk(reader, chunk, block, first if a == 0 else None, raw=raw, as_rgb=as_rgb,
+                                        threads=threads)
+                    else:
+                        decode_frames(reader, chunk, out=block, raw=raw, as_rgb=as_rgb)
+                    yield a, block
+                return
+            except FastBackendFailed:
+                pass
+    whole = decode_frames(reader, None, raw=raw, as_rgb=as_rgb, threads=threads)
+    yield 0, whole.reshape((-1, *spec.frame_shape))

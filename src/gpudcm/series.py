@@ -260,23 +260,33 @@ def load_volume(series: Series, *, device: str = "auto", raw: bool = False, as_r
         return arr
     from .metadata import to_modality
 
+    with device_scope(device):
+        return to_modality(arr, rescale_pairs(series), stacked=True)
+
+
+def rescale_pairs(series: Series) -> tuple | None:
+    """(slope, intercept) per slice (None where a file has neither), or None when no file has them."""
     pairs = series.rescale
     if pairs is None:  # none found by group_series, or a hand-made Series: read the tags
         found = [h.rescale if h is not None else None for h in map(read_header, series.paths)]
         pairs = None if all(r is None for r in found) else tuple(found)
-    with device_scope(device):
-        return to_modality(arr, pairs, stacked=True)
+    return pairs
 
 
-def _load_stored(series: Series, *, device: str, raw: bool, as_rgb: bool, workers: int | None) -> Any:
-    from .api import decode_batch, pixel_array
-
+def check_stackable(series: Series) -> None:
+    """Raise :class:`GpudcmError` naming the files when the series has none or its slices' shapes differ."""
     if not series.paths:
         raise GpudcmError(f"series {series.uid or '<no uid>'} has no files")
     if series.shape is None:  # shapes differ, or not known (a hand-made Series): say which files
         problem = _shape_problem(series)
         if problem:
             raise GpudcmError(f"series {series.uid or '<no uid>'}: cannot stack slices: {problem}")
+
+
+def _load_stored(series: Series, *, device: str, raw: bool, as_rgb: bool, workers: int | None) -> Any:
+    from .api import decode_batch, pixel_array
+
+    check_stackable(series)
     with device_scope(device):
         if len(series.paths) == 1:
             header = read_header(series.paths[0])

@@ -46,16 +46,21 @@ def conformed_photometric(spec: PixelSpec, frame: bytes) -> str:
     return jpeg_photometric(spec, get_jpg_parameters(bytes(frame)))
 
 
-def correct_unused_bits(arr, spec: PixelSpec, *, launcher, xp):
+def correct_unused_bits(arr, spec: PixelSpec, *, launcher, xp, into=None):
     """pydicom's ``_correct_unused_bits`` on decoded frames `arr` ((n, *frame_shape), spec.dtype) for every
-    encapsulated syntax but JPEG 2000 and JPEG-LS, run by the native kernel (its mask/sign-extend logic)."""
+    encapsulated syntax but JPEG 2000 and JPEG-LS, run by the native kernel (its mask/sign-extend logic);
+    written into `into` (that shape and dtype) when given, which may be `arr` itself: this launch reads
+    sample i's bytes and writes sample i only, in the same thread (no planar or 4:2:2 index mapping), so
+    in place needs no temporary."""
     if str(spec.transfer_syntax) in J2K_SYNTAXES or not spec.corrects_unused_bits or not arr.size:
-        return arr
+        if into is not None and into is not arr:
+            into[...] = arr
+        return arr if into is None else into
     plan = plan_unused_bits(spec, arr.shape[0])
     src = xp.ascontiguousarray(arr).reshape(-1).view(xp.uint8)
     frame_bytes_ = spec.frame_pixels * arr.dtype.itemsize
     offsets = np.arange(arr.shape[0], dtype=np.int64) * frame_bytes_
-    out = xp.empty(arr.shape, dtype=arr.dtype)
+    out = into if into is not None else xp.empty(arr.shape, dtype=arr.dtype)
     check_status(spec, launcher(plan, src, offsets, out.reshape(-1)))
     return out
 
@@ -99,29 +104,94 @@ def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec
     return out
 
 
-def _cpu_frame(ds, spec: PixelSpec, data: dict, i: int):
-    """Frame `i` on the CPU (raw samples): the codec registry on its bytes; a missing frame through the
-    CPU path, which raises pydicom's error."""
-    if i in data:
-        return decode_frame(spec, data[i], raw=True)
-    return cpu.decode(ds, spec, index=i, raw=True)
+class _Frames:
+    """The frames of a JPEG-family element: a gpudcm.reader.PixelReader's (each read from the file when
+    its batch is decoded) or a Dataset's (its Pixel Data in memory)."""
+
+    def __init__(self, source, spec: PixelSpec, extended_offsets) -> None:
+        self.source, self.spec = source, spec
+        if hasattr(source, "read_into"):
+            self.extents = source.frames
+        else:
+            self.buffer = source.PixelData
+            self.extents = frame_extents(spec, self.buffer, extended_offsets=extended_offsets)
+
+    def read(self, i: int) -> bytes:
+        if hasattr(self.source, "read_into"):
+            return bytes(self.source.frame_bytes(i))
+        return bytes(frame_bytes(self.buffer, self.extents[i]))
+
+    def cpu(self, data: dict, i: int):
+        """Frame `i` on the CPU (raw samples): the codec registry on its bytes; a missing frame through
+        the CPU path, which raises pydicom's error."""
+        if i in data:
+            return decode_frame(self.spec, data[i], raw=True)
+        if hasattr(self.source, "read_into"):
+            from ..frame_decode import decode_frames
+
+            return decode_frames(self.source, [i], raw=True)[0]
+        return cpu.decode(self.source, self.spec, index=i, raw=True)
+
+
+# Compressed bytes read and decoded per batch: the host holds one batch of the element, not all of it.
+JPEG_BATCH_BYTES = 32 << 20
 
 
 def decode_jpeg_family(
-    ds, spec: PixelSpec, *, index: int | None, raw: bool, as_rgb: bool, ops, env: GpuEnv,
-    decoders: Decoders | None = None, extended_offsets=None,
+    ds, spec: PixelSpec, *, index, raw: bool, as_rgb: bool, ops, env: GpuEnv,
+    decoders: Decoders | None = None, extended_offsets=None, out=None, batch_bytes: int | None = None,
 ) -> tuple[Any, list[FrameInfo]]:
-    """All frames (or frame `index`) of a JPEG-family file as one `ops.xp` array, and where each went.
+    """All frames (``index=None``), frame `index` (an int) or frames `index` (a list: a frame axis kept)
+    of a JPEG-family file as one `ops.xp` array, and where each went. `ds` is a Dataset holding the
+    element or a gpudcm.reader.PixelReader: then each batch of frames (`batch_bytes`, default
+    JPEG_BATCH_BYTES, of compressed bytes) is read from the file when it is decoded. `out` (C-contiguous,
+    the result's shape and dtype) receives the frames, with no temporary of its size.
 
     A GPU library failing at run time (raising, or returning None for an item) does not fail the call:
     those frames are decoded by the CPU plugin, and their FrameInfo names the backend that failed and why.
     """
+    from .pipeline import split_batches
+
     xp = ops.xp
-    buffer = ds.PixelData
-    frames = frame_extents(spec, buffer, extended_offsets=extended_offsets)
-    wanted = list(range(spec.number_of_frames)) if index is None else [spec.check_index(index)]
-    data = {i: bytes(frame_bytes(buffer, frames[i])) for i in wanted if i < len(frames)}
-    infos, routes, parsed = [], {}, {}
+    frames = _Frames(ds, spec, extended_offsets)
+    if index is None:
+        wanted = list(range(spec.number_of_frames))
+    elif isinstance(index, (list, tuple)):
+        wanted = [spec.check_index(i) for i in index]
+    else:
+        wanted = [spec.check_index(index)]
+    shape = (len(wanted), *spec.frame_shape)
+    if out is not None and (tuple(out.shape) not in (shape, shape[1:]) or out.dtype != spec.dtype):
+        out = None  # not this result's: the caller copies (and checks) as it would without it
+    full = out.reshape(shape) if out is not None else xp.empty(shape, dtype=spec.dtype)
+    sizes = [sum(e.length for e in frames.extents[i]) if i < len(frames.extents) else 0 for i in wanted]
+    infos: list[FrameInfo] = []
+    first: bytes | None = None
+    for batch in split_batches(sizes, batch_bytes or JPEG_BATCH_BYTES):
+        rows = full[batch.start : batch.stop]
+        data = {i: frames.read(i) for i in wanted[batch.start : batch.stop] if i < len(frames.extents)}
+        if batch.start == 0 and wanted[0] in data:
+            first = data[wanted[0]]
+        on_gpu = _decode_rows(frames, spec, wanted[batch.start : batch.stop], data, rows, infos, ops, env, decoders)
+        if on_gpu and spec.corrects_unused_bits:  # the CPU frames are corrected already; correcting is idempotent
+            correct_unused_bits(rows, spec, launcher=ops.native_launcher, xp=xp, into=rows)
+    pi = conformed_photometric(spec, first) if first is not None else spec.photometric_interpretation
+    if not raw and as_rgb and pi in YBR_PHOTOMETRICS:  # every frame is raw YBR here, as pydicom converts
+        full = ybr_to_rgb(full, launcher=ops.colour_launcher, xp=xp)
+    if out is not None:
+        return out, infos
+    result = full[0] if (index is not None and not isinstance(index, (list, tuple))) or (index is None and len(wanted) == 1) else full
+    return result, infos
+
+
+def _decode_rows(frames: _Frames, spec: PixelSpec, wanted: list[int], data: dict, out, infos: list, ops, env: GpuEnv,
+                 decoders: Decoders | None) -> list[int]:
+    """Frames `wanted` (their bytes in `data`) into ``out[k]``: routed, the GPU ones decoded in batches,
+    the rest (and GPU failures) by the CPU plugin; appends a FrameInfo each. Returns the rows the GPU
+    decoded."""
+    xp = ops.xp
+    base = len(infos)
+    routes, parsed = {}, {}
     for i in wanted:
         if i not in data:
             routes[i] = None  # missing frame: the CPU path raises its own error
@@ -131,12 +201,11 @@ def decode_jpeg_family(
             routes[i] = route_frame(spec, parsed[i], env)
         except Exception:  # an unparsable header: pydicom's plugin decides (and raises if it must)
             routes[i] = None
-    out = xp.empty((len(wanted), *spec.frame_shape), dtype=spec.dtype)
     groups: dict[tuple, list[int]] = {}
     for k, i in enumerate(wanted):
         route = routes[i]
         if route is None or route.backend == "cpu-plugin":
-            out[k] = xp.asarray(_cpu_frame(ds, spec, data, i))
+            out[k] = xp.asarray(frames.cpu(data, i))
             infos.append(FrameInfo(spec.source, i, "cpu-plugin", route.reason if route else "header not routable"))
         else:
             groups.setdefault((route.backend, route.mode), []).append(k)
@@ -157,15 +226,9 @@ def decode_jpeg_family(
             if isinstance(arr, Exception):
                 why = f"{backend} failed ({type(arr).__name__}: {arr}); decoded by the CPU plugin"
                 _log.warning("%s frame %d: %s", spec.source, wanted[k], why)
-                out[k] = xp.asarray(_cpu_frame(ds, spec, data, wanted[k]))
-                infos[k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why, fallback_from=backend)
+                out[k] = xp.asarray(frames.cpu(data, wanted[k]))
+                infos[base + k] = FrameInfo(spec.source, wanted[k], "cpu-plugin", why, fallback_from=backend)
             else:
                 out[k] = arr
                 on_gpu.append(k)
-    if on_gpu and spec.corrects_unused_bits:  # the CPU frames are corrected already; correcting is idempotent
-        out = correct_unused_bits(out, spec, launcher=ops.native_launcher, xp=xp)
-    pi = conformed_photometric(spec, data[wanted[0]]) if wanted[0] in data else spec.photometric_interpretation
-    if not raw and as_rgb and pi in YBR_PHOTOMETRICS:  # every frame is raw YBR here, as pydicom converts
-        out = ybr_to_rgb(out, launcher=ops.colour_launcher, xp=xp)
-    result = out[0] if index is not None or len(wanted) == 1 else out
-    return result, infos
+    return on_gpu

@@ -208,44 +208,105 @@ def stackable(requests: Sequence[Request]) -> bool:
     return all(r.shape == first.shape and r.spec.dtype == first.spec.dtype for r in requests)
 
 
+@dataclass(frozen=True)
+class _Part:
+    """Frames of one request staged together: all of them, or (a request bigger than a batch) a run of
+    them with `dest`, the rows of the request's output they are decoded into."""
+
+    owner: int
+    request: Request
+    dest: Any = None
+
+
+def _staged_bytes(req: Request) -> int:
+    return sum(f[0].length for f in req.frames) + 2
+
+
+def _parts(requests: Sequence[Request], budget: int, shared: Any, ops: Ops, results: list) -> list[_Part]:
+    """The requests as batch-sized parts: a request of more than `budget` bytes is split into runs of
+    frames decoded into its one output (its slot of `shared`, or allocated once here, put in `results`),
+    so the staging holds one batch, not the request's element."""
+    parts = []
+    for i, r in enumerate(requests):
+        if r.n_frames < 2 or _staged_bytes(r) <= budget:
+            parts.append(_Part(i, r))
+            continue
+        target = shared[i] if shared is not None else ops.empty(r.shape, r.spec.dtype)
+        results[i] = target
+        flat, pixels = target.reshape(-1), r.spec.frame_pixels
+        numbers = list(range(r.spec.number_of_frames)) if r.index is None else list(r.index)
+        per = max(1, (budget - 2) // max(1, max(f[0].length for f in r.frames)))
+        for a in range(0, len(numbers), per):
+            run = numbers[a : a + per]
+            parts.append(_Part(i, Request(r.spec, r.buffer, run), flat[a * pixels : (a + len(run)) * pixels]))
+    return parts
+
+
+def _part_groups(parts: Sequence[_Part]) -> list[range]:
+    """:func:`launch_groups` of the parts' requests, each part with its own destination alone."""
+    out = []
+    for group in launch_groups([p.request for p in parts]):
+        start = group.start
+        for i in group:
+            if parts[i].dest is not None:
+                if i > start:
+                    out.append(range(start, i))
+                out.append(range(i, i + 1))
+                start = i + 1
+        if start < group.stop:
+            out.append(range(start, group.stop))
+    return out
+
+
 def decode_native_batch(
-    requests: Sequence[Request], ops: Ops, *, batch_bytes: int = DEFAULT_BATCH_BYTES, stack: bool = False
+    requests: Sequence[Request], ops: Ops, *, batch_bytes: int | None = None, stack: bool = False,
+    out: Any = None,
 ) -> list | Any:
     """Decode the native frames of every request; one array per request, or one stacked array.
 
     With ``stack=True`` (requires equal shapes and dtypes) the output is preallocated once as
-    (requests, *shape) and every launch writes straight into it.
+    (requests, *shape), or is `out` (the caller's, C-contiguous, that shape and dtype), and every launch
+    writes straight into it. A request bigger than a batch (`batch_bytes`, default DEFAULT_BATCH_BYTES)
+    is staged and decoded a batch of frames at a time into its one output.
     """
     if not requests:
         return []
     if stack and not stackable(requests):
         raise InvalidPixelData("cannot stack: the sources differ in shape or dtype")
-    shared = ops.empty((len(requests), *requests[0].shape), requests[0].spec.dtype) if stack else None
+    shared = None
+    if stack:
+        shared = out if out is not None else ops.empty((len(requests), *requests[0].shape), requests[0].spec.dtype)
     results: list[Any] = [None] * len(requests)
-    sizes = [sum(f[0].length for f in r.frames) + 2 for r in requests]
+    budget = batch_bytes or DEFAULT_BATCH_BYTES
+    parts = _parts(requests, budget, shared, ops, results)
+    sizes = [_staged_bytes(p.request) for p in parts]
     pending: list[tuple[Any, PixelSpec]] = []
-    for k, batch in enumerate(split_batches(sizes, batch_bytes)):
+    for k, batch in enumerate(split_batches(sizes, budget)):
         slot = k % 2
-        reqs = [requests[i] for i in batch]
+        ps = [parts[i] for i in batch]
+        reqs = [p.request for p in ps]
         staged = stage(reqs)
         ops.wait(slot)  # the previous batch on this slot has finished reading its staging buffer
         host = ops.pinned(slot, staged.total)
         gather(host, staged)
         device_src = ops.upload(slot, host[: staged.total])
-        for group in launch_groups(reqs):
+        for group in _part_groups(ps):
             plan, offsets = group_launch(reqs, group, staged)
-            first = batch.start + group.start
-            if shared is not None:
-                out = shared[first : first + len(group)]
+            head = ps[group.start]
+            if head.dest is not None:  # a run of a big request's frames: straight into its rows
+                out = head.dest
+            elif shared is not None:
+                out = shared[head.owner : head.owner + len(group)]
             else:
-                out = ops.empty((plan.n_elements,), reqs[group.start].spec.dtype)
+                out = ops.empty((plan.n_elements,), head.request.spec.dtype)
             ops.follow_current(slot)  # `out` came from the current stream's pool: order the write after it
-            pending.append((ops.launch_native(slot, plan, device_src, offsets, out.reshape(-1)), reqs[group.start].spec))
-            if shared is None:
+            pending.append((ops.launch_native(slot, plan, device_src, offsets, out.reshape(-1)), head.request.spec))
+            if shared is None and head.dest is None:
                 pos = 0
                 for i in group:
-                    n = reqs[i].n_frames * reqs[i].spec.frame_pixels
-                    results[batch.start + i] = out[pos : pos + n].reshape(reqs[i].shape)
+                    r = reqs[i]
+                    n = r.n_frames * r.spec.frame_pixels
+                    results[ps[i].owner] = out[pos : pos + n].reshape(r.shape)
                     pos += n
     for handle, spec in pending:
         check_status(spec, ops.status(handle))

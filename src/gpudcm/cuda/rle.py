@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import DecodeError, InvalidPixelData
-from ..frames import Frame, frame_extents
+from ..frames import Extent, Frame, frame_extents
 from ..spec import PixelSpec
 from .kernels import (
     NATIVE_CORRECT_BITS,
@@ -44,6 +44,7 @@ from .kernels import (
 )
 from .native import Launcher as NativeLauncher
 from .native import check_status
+from .pipeline import split_batches
 
 HEADER_BYTES = 64
 MAX_SEGMENTS = 15
@@ -212,11 +213,13 @@ def _header(frame: np.ndarray):
     return words[0], list(words[1:])
 
 
-def plan_rle(spec: PixelSpec, buffer, frames: Sequence[Frame], *, index: int | None = None) -> RlePlan:
+def plan_rle(spec: PixelSpec, buffer, frames: Sequence[Frame], *, index: int | None = None,
+             numbers: Sequence[int] | None = None) -> RlePlan:
     """Parse every frame header, stage the frames' bytes and build the kernel's segment table.
 
     `frames` are all the file's frames (``index=None``; those past Number of Frames are pydicom's excess
-    frames) or the one frame `index`. Raises :class:`InvalidPixelData` for a frame that neither of
+    frames) or the one frame `index`; `numbers` names them in the file when they are a run of it (a
+    batch of the file's frames with ``index=None``, or frames each decoded afresh with an `index`). Raises :class:`InvalidPixelData` for a frame that neither of
     pydicom's decoders can turn into pixels, whatever its segments decode to.
     """
     src = spec.source
@@ -242,8 +245,8 @@ def plan_rle(spec: PixelSpec, buffer, frames: Sequence[Frame], *, index: int | N
         return len(starts_col) - 1
 
     for pos, (base, length) in enumerate(zip(starts, lengths)):
-        number = pos if index is None else index
-        excess = index is None and pos >= spec.number_of_frames
+        number = numbers[pos] if numbers is not None else pos if index is None else index
+        excess = index is None and number >= spec.number_of_frames
         header = _header(data[base : base + length])
         p_error, p_rel = _pydicom_segments(spec, header, length)
         j_error, j_panic, j_rel, j_bytes = _pylibjpeg_segments(spec, header, length)
@@ -344,13 +347,22 @@ def resolve(spec: PixelSpec, plan: RlePlan, lengths: np.ndarray) -> list[int]:
     (2 x n_entries: decoded length, pylibjpeg-rle replay); raises :class:`DecodeError` where pydicom does.
 
     ``index=None`` plans carry pydicom's state from frame to frame; a single frame starts afresh."""
+    return resolve_from(spec, plan, lengths)[0]
+
+
+def resolve_from(spec: PixelSpec, plan: RlePlan, lengths: np.ndarray, previous: str | None = None, *,
+                 fresh: bool = False) -> tuple[list[int], str | None]:
+    """:func:`resolve` continuing from pydicom's state `previous` (the decoder that last succeeded on the
+    file's earlier frames: a plan of a batch of them), or with every frame afresh (`fresh`: frames
+    pydicom decodes one by one); returns (the kept frames, the state after the last)."""
     n = plan.launch.n_entries
     decoded, replay = lengths[:n], lengths[n:]
     plane = plan.launch.plane
     n_seg = plan.launch.n_segments
     keep: list[int] = []
-    previous: str | None = None
     for pos, fr in enumerate(plan.frames):
+        if fresh:
+            previous = None
         j_state, j_why = _pylibjpeg_outcome(fr, replay, plane)
         p_ok, p_why = _pydicom_outcome(fr, decoded[pos * n_seg : (pos + 1) * n_seg], plane)
         winner, previous = _pick(previous, j_state, p_ok)
@@ -368,7 +380,7 @@ def resolve(spec: PixelSpec, plan: RlePlan, lengths: np.ndarray) -> list[int]:
                 raise DecodeError("pylibjpeg-rle: " + _wrong_size(spec, fr.j_segments, fr.j_bytes),
                                   source=spec.source, frame=fr.number)
         keep.append(pos)
-    return keep
+    return keep, previous
 
 
 def _pylibjpeg_outcome(fr: FrameRle, replay: np.ndarray, plane: int) -> tuple[str, str]:
@@ -428,19 +440,38 @@ def _native_launch(spec: PixelSpec, n_frames: int) -> NativeLaunch:
     )
 
 
-def _select(spec: PixelSpec, buffer, index: int | None, extended_offsets) -> list[Frame]:
-    frames = frame_extents(spec, buffer, extended_offsets=extended_offsets)
-    if index is None:
+def _wanted(request: RleRequest) -> tuple[list[Frame], list[int]]:
+    """(extents, frame numbers) of the frames `request` decodes, every one checked to exist."""
+    spec, buffer = request.spec, request.buffer
+    if hasattr(buffer, "read_into"):  # a gpudcm.reader.PixelReader: its extents, checked when it opened
+        frames = buffer.frames
+    else:
+        frames = frame_extents(spec, buffer, extended_offsets=request.extended_offsets)
+    if request.index is None:
         if len(frames) < spec.number_of_frames:
             raise InvalidPixelData(
                 f"{spec.source}: the encapsulated Pixel Data holds {len(frames)} frame(s) but "
                 f"Number of Frames is {spec.number_of_frames}"
             )
-        return frames
-    index = spec.check_index(index)
-    if index >= len(frames):
-        raise InvalidPixelData(f"{spec.source}: frame {index} is missing: the Pixel Data holds {len(frames)}")
-    return [frames[index]]
+        return frames, list(range(len(frames)))
+    numbers = []
+    for i in [request.index] if isinstance(request.index, int) else request.index:
+        i = spec.check_index(i)
+        if i >= len(frames):
+            raise InvalidPixelData(f"{spec.source}: frame {i} is missing: the Pixel Data holds {len(frames)}")
+        numbers.append(i)
+    return [frames[i] for i in numbers], numbers
+
+
+def _copy_frame(buffer, number: int, frame: Frame, dst: np.ndarray) -> None:
+    """Frame `number`'s bytes (its fragments joined) into `dst`: read from the file for a reader."""
+    if hasattr(buffer, "read_into"):
+        buffer.read_into(number, dst)
+        return
+    view, pos = np.frombuffer(buffer, dtype=np.uint8), 0
+    for e in frame:
+        dst[pos : pos + e.length] = view[e.offset : e.end]
+        pos += e.length
 
 
 def _writes_final(spec: PixelSpec) -> bool:
@@ -454,11 +485,14 @@ def _writes_final(spec: PixelSpec) -> bool:
 
 @dataclass(frozen=True)
 class RleRequest:
-    """One RLE file's part of a batch."""
+    """One RLE file's part of a batch: `buffer` is the element's bytes or a gpudcm.reader.PixelReader
+    (frames read from the file into the staging buffer batch by batch); `index` one frame, a list of
+    frames (each decoded afresh, as pydicom decodes a frame by index) or None (all: pydicom's state
+    carried from frame to frame)."""
 
     spec: PixelSpec
     buffer: object
-    index: int | None = None
+    index: int | list[int] | None = None
     extended_offsets: object = None
 
 
@@ -468,11 +502,12 @@ def layout_key(spec: PixelSpec) -> tuple:
             spec.pixel_representation)
 
 
-def merge_plans(plans: Sequence[RlePlan], into: Callable[[int], np.ndarray] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, RleLaunch, list[np.ndarray], list[int]]:
+def merge_plans(plans: Sequence[RlePlan], into: Callable[[int], np.ndarray] | None = None, *,
+                source: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, RleLaunch, list[np.ndarray], list[int]]:
     """One source, one table and one launch for plans of one layout: every write slot first (file after
     file, so frame k of the merged output is a file's frame), then every measure-only entry.
-    `into(nbytes)` gives the buffer the sources are gathered into (the pinned staging), in one copy.
+    `into(nbytes)` gives the buffer the sources are gathered into (the pinned staging), in one copy;
+    `source`: the plans' sources already lie back to back in it (no copy).
 
     Returns (source, table, launch, per plan the global index of each of its entries, source offsets)."""
     first = plans[0].launch
@@ -492,7 +527,9 @@ def merge_plans(plans: Sequence[RlePlan], into: Callable[[int], np.ndarray] | No
         table[0, m] = p.table[0] + off
         table[1, m] = p.table[1] + off
         table[2, m] = p.table[2]
-    if into is not None:
+    if source is not None:
+        source = source[:pos]
+    elif into is not None:
         source = into(pos)[:pos]
         np.concatenate([p.source for p in plans], out=source)
     else:
@@ -502,6 +539,10 @@ def merge_plans(plans: Sequence[RlePlan], into: Callable[[int], np.ndarray] | No
     return source, table, launch, maps, offsets
 
 
+# Compressed bytes staged and decoded per RLE launch: the host holds one such batch, not the element.
+RLE_BATCH_BYTES = 32 << 20
+
+
 def decode_rle_batch(
     requests: Sequence[RleRequest],
     *,
@@ -509,55 +550,150 @@ def decode_rle_batch(
     launch_native: NativeLauncher,
     xp=np,
     staging: Callable[[int], np.ndarray] | None = None,
+    batch_bytes: int | None = None,
+    outs: Sequence | None = None,
 ) -> list:
-    """Decode RLE files of one layout (see :func:`layout_key`) with one RLE launch and at most one
-    native launch; one array per request, each equal to the CPU path's ``raw=True`` result.
+    """Decode RLE files of one layout (see :func:`layout_key`), one RLE launch (and at most one native
+    launch per output) per batch of at most `batch_bytes` (default RLE_BATCH_BYTES) compressed bytes (a
+    larger frame alone); one array per request, each equal to the CPU path's ``raw=True`` result.
 
-    `staging(nbytes)` gives the host buffer the frames are gathered into, once (pinned on a GPU), so the
-    launcher's copy to the device is one transfer from pinned memory."""
+    Each batch's frames are read (a reader: from the file) straight into `staging(nbytes)` (pinned on a
+    GPU), so the host holds one batch of compressed bytes; many small files share a batch and its
+    launches. A request spanning several batches, or given an output in `outs` (C-contiguous, its
+    result's shape and dtype), is decoded into that one array batch by batch, with no temporary of its
+    size."""
     specs = [r.spec for r in requests]
     if len({layout_key(s) for s in specs}) != 1:
         raise ValueError("decode_rle_batch needs files of one layout; group them with layout_key")
     spec = specs[0]
-    plans = [plan_rle(r.spec, r.buffer, _select(r.spec, r.buffer, r.index, r.extended_offsets), index=r.index)
-             for r in requests]
     direct = _writes_final(spec)
-    source, table, launch, maps, _ = merge_plans(plans, into=staging)
-    n = sum(p.n_frames for p in plans)
     pixels = spec.frame_pixels
-    frame_bytes = plans[0].frame_bytes
-    if direct:
-        final = xp.empty(n * pixels, dtype=spec.dtype)
-        out = final.view(xp.uint8)
-    else:
-        out = xp.empty(n * frame_bytes, dtype=xp.uint8)
-    lengths = xp.empty(2 * launch.n_entries, dtype=xp.int64)
-    _check_rle_status(spec, launch_rle(launch, source, table, out, lengths))
-    lengths = _host(lengths)
-    rows_of, base = [], 0  # per request: its kept frames' rows in `final`
-    for r, p, m in zip(requests, plans, maps):
-        local = np.concatenate([lengths[m], lengths[launch.n_entries + m]])
-        rows_of.append([base + k for k in resolve(r.spec, p, local)])
-        base += p.n_frames
-    if not direct:  # planar -> interleaved and Bits Stored, compacting the kept frames
-        kept = [k for rows in rows_of for k in rows]
-        final = xp.empty(len(kept) * pixels, dtype=spec.dtype)
-        if kept:
-            native = _native_launch(spec, len(kept))
-            check_status(spec, launch_native(native, out, np.asarray(kept, dtype=np.int64) * frame_bytes, final))
-        rows_of = [list(range(start, start + len(rows))) for start, rows in zip(_starts(rows_of), rows_of)]
-    final = final.reshape(-1, pixels)
+    wanted = [_wanted(r) for r in requests]
+    items = [(k, j) for k, (frames, _) in enumerate(wanted) for j in range(len(frames))]
+    sizes = [sum(e.length for e in wanted[k][0][j]) for k, j in items]
+    batches = split_batches(sizes, batch_bytes or RLE_BATCH_BYTES) if items else []
+    spans = [0] * len(requests)
+    for batch in batches:
+        for k in {items[i][0] for i in batch}:
+            spans[k] += 1
+    given = list(outs) if outs is not None else [None] * len(requests)
+    own: list = [None] * len(requests)  # the request's whole output (flat), filled batch by batch
+    for k, r in enumerate(requests):
+        regular = sum(1 for n in wanted[k][1] if r.index is not None or n < r.spec.number_of_frames)
+        out_k = given[k]
+        if (out_k is not None and out_k.size == regular * pixels and out_k.dtype == spec.dtype
+                and out_k.flags.c_contiguous):
+            own[k] = out_k.reshape(-1)
+        elif spans[k] > 1:  # (an `outs` entry that is not the result's is left to the caller to check)
+            own[k] = xp.empty(regular * pixels, dtype=spec.dtype)
+    batches = [part for batch in batches for part in _own_runs(batch, items, own)]
+    filled = [0] * len(requests)  # frames written into own[k]
+    extra: list[list] = [[] for _ in requests]  # excess frames pydicom keeps past own[k]'s rows
+    pieces: list = [None] * len(requests)  # a one-batch request's frames (a view of its batch's output)
+    previous: list[str | None] = [None] * len(requests)
+    for batch in batches:
+        its = [items[i] for i in batch]
+        total = sum(sizes[i] for i in batch)
+        host = staging(total)[:total] if staging is not None else np.empty(total, dtype=np.uint8)
+        staged, pos = [], 0
+        for (k, j), i in zip(its, batch):  # file -> staging, frame by frame
+            _copy_frame(requests[k].buffer, wanted[k][1][j], wanted[k][0][j], host[pos : pos + sizes[i]])
+            staged.append((Extent(pos, sizes[i]),))
+            pos += sizes[i]
+        runs: list[tuple[int, list[int]]] = []  # (request, positions in the batch) of consecutive frames
+        for p, (k, _) in enumerate(its):
+            if runs and runs[-1][0] == k:
+                runs[-1][1].append(p)
+            else:
+                runs.append((k, [p]))
+        plans = []
+        for k, ps in runs:
+            numbers = [wanted[k][1][its[p][1]] for p in ps]
+            index = None if requests[k].index is None else numbers[0]
+            plans.append(plan_rle(requests[k].spec, host, [staged[p] for p in ps], index=index, numbers=numbers))
+        source, table, launch, maps, _ = merge_plans(plans, source=host)
+        n = sum(p.n_frames for p in plans)
+        k0 = runs[0][0]
+        straight = (direct and len(runs) == 1 and own[k0] is not None and not any(f.excess for f in plans[0].frames))
+        if straight:  # the kernel writes the request's own rows
+            out = own[k0][filled[k0] * pixels : (filled[k0] + n) * pixels].view(xp.uint8)
+        elif direct:
+            decoded = xp.empty(n * pixels, dtype=spec.dtype)
+            out = decoded.view(xp.uint8)
+        else:
+            out = xp.empty(n * plans[0].frame_bytes, dtype=xp.uint8)
+        lengths = xp.empty(2 * launch.n_entries, dtype=xp.int64)
+        _check_rle_status(spec, launch_rle(launch, source, table, out, lengths))
+        lengths = _host(lengths)
+        base = 0
+        for (k, ps), p, m in zip(runs, plans, maps):
+            local = np.concatenate([lengths[m], lengths[launch.n_entries + m]])
+            keep, previous[k] = resolve_from(requests[k].spec, p, local, previous[k],
+                                             fresh=requests[k].index is not None)
+            regular = [base + x for x in keep if not p.frames[x].excess]
+            excess = [base + x for x in keep if p.frames[x].excess]
+            base += p.n_frames
+            if straight:
+                filled[k] += len(regular)
+                continue
+            for rows, into_own in ((regular, own[k] is not None), (excess, False)):
+                if not rows:
+                    continue
+                if into_own:
+                    dst = own[k][filled[k] * pixels : (filled[k] + len(rows)) * pixels]
+                    filled[k] += len(rows)
+                else:
+                    dst = None
+                got = _place(spec, rows, decoded if direct else out, direct, plans[0].frame_bytes, dst, launch_native, xp)
+                if own[k] is None:  # one batch holds all its frames (its excess ones included)
+                    pieces[k] = got if pieces[k] is None else xp.concatenate([pieces[k], got])
+                elif rows is excess:
+                    extra[k].append(got)
     results = []
-    for r, rows in zip(requests, rows_of):
-        contiguous = rows == list(range(rows[0], rows[0] + len(rows))) if rows else True
-        frames = final[rows[0] : rows[0] + len(rows)] if contiguous and rows else final[xp.asarray(rows, dtype=xp.int64)]
-        shape = r.spec.frame_shape if r.index is not None or len(rows) == 1 else (len(rows), *r.spec.frame_shape)
-        results.append(frames.reshape(shape))
+    for k, r in enumerate(requests):
+        arr = own[k] if own[k] is not None else pieces[k]
+        if arr is None:
+            arr = xp.empty(0, dtype=spec.dtype)
+        if extra[k]:
+            arr = xp.concatenate([arr, *extra[k]])
+        rows = arr.size // pixels
+        if isinstance(r.index, int) or (r.index is None and rows == 1):
+            results.append(arr.reshape(r.spec.frame_shape))
+        else:
+            results.append(arr.reshape((rows, *r.spec.frame_shape)))
     return results
 
 
-def _starts(groups: list[list[int]]) -> list[int]:
-    return [0, *itertools.accumulate(len(g) for g in groups)][:-1]
+def _own_runs(batch: range, items: list[tuple[int, int]], own: list) -> list[range]:
+    """`batch` split where a request with its own output begins or ends, so that its frames are decoded
+    by launches of their own, straight into its rows (other requests keep sharing the batch)."""
+    parts, start = [], batch.start
+    for i in range(batch.start + 1, batch.stop):
+        k, before = items[i][0], items[i - 1][0]
+        if k != before and (own[k] is not None or own[before] is not None):
+            parts.append(range(start, i))
+            start = i
+    parts.append(range(start, batch.stop))
+    return parts
+
+
+def _place(spec: PixelSpec, rows: list[int], decoded, final_layout: bool, frame_bytes: int, dst, launch_native, xp):
+    """Frames `rows` of a batch's decoded output as the final array (flat): a view when they are
+    contiguous and in the final layout already, else gathered, or run through the native kernel
+    (planar -> interleaved, Bits Stored) from the intermediate layout; into `dst` when given."""
+    pixels = spec.frame_pixels
+    if final_layout:
+        frames = decoded.reshape(-1, pixels)
+        contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
+        got = frames[rows[0] : rows[0] + len(rows)] if contiguous else frames[xp.asarray(rows, dtype=xp.int64)]
+        if dst is None:
+            return got.reshape(-1)
+        dst[...] = got.reshape(-1)
+        return dst
+    final = dst if dst is not None else xp.empty(len(rows) * pixels, dtype=spec.dtype)
+    native = _native_launch(spec, len(rows))
+    check_status(spec, launch_native(native, decoded, np.asarray(rows, dtype=np.int64) * frame_bytes, final))
+    return final
 
 
 def decode_rle(
