@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from .. import cpu
-from ..codecs import conformed_photometric as jpeg_photometric, decode_frame
+from ..codecs import choose, conformed_photometric as jpeg_photometric, decode_frame, frame_info
 from ..errors import DecodeError
 from ..frames import frame_bytes, frame_extents
-from ..pydicom_compat import get_jpg_parameters
+from ..pydicom_compat import decoding_plugins, get_jpg_parameters
 from ..routing import J2K_SYNTAXES, FrameInfo, GpuEnv, parse_frame, route_frame
 from ..spec import PixelSpec
 from .colour import YBR_PHOTOMETRICS, ybr_to_rgb
@@ -60,14 +60,32 @@ def correct_unused_bits(arr, spec: PixelSpec, *, launcher, xp):
     return out
 
 
+def reference_upsampler(spec: PixelSpec, frame: bytes) -> str:
+    """The chroma upsampler (``gpudcm.cuda.upsample.UPSAMPLERS``) of the CPU decode the device must match
+    for a lossy JPEG `frame`: the CPU registry's backend for it (``gpudcm.codecs.choose``; subsampled chroma
+    goes to pydicom's plugin), and pydicom's first plugin for the syntax: ``"richter"`` when that is
+    pylibjpeg (pylibjpeg-libjpeg: Richter's libjpeg, whose in-place 4:2:2 filter differs from
+    libjpeg-turbo's by up to 28 on noisy chroma), else ``"turbo"`` (libjpeg-turbo through imagecodecs or
+    Pillow; GDCM's IJG libjpeg filters as libjpeg-turbo does). Non-subsampled frames upsample nothing."""
+    try:
+        backend, _ = choose(spec, frame_info(spec, frame))
+    except Exception:  # no CPU codec installed: nothing to match but the JPEG family's own filter
+        return "turbo"
+    if backend.name == "pydicom-plugins" and decoding_plugins(spec.transfer_syntax)[:1] == ["pylibjpeg"]:
+        return "richter"
+    return "turbo"
+
+
 def _as_container(item, spec: PixelSpec, xp):
     """nvJPEG's lossless uint16 samples in the Bits Allocated container (bits read as pydicom reads them)."""
     arr = xp.asarray(item).reshape(spec.frame_shape)
     return arr.view(spec.dtype) if arr.dtype.itemsize == spec.dtype.itemsize else arr.astype(spec.dtype)
 
 
-def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec: PixelSpec, ops) -> list:
-    """Library items -> frames in spec.dtype (uncorrected for Bits Stored); an Exception per item that failed."""
+def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec: PixelSpec, ops,
+                  upsampler: Callable[[int], str]) -> list:
+    """Library items -> frames in spec.dtype (uncorrected for Bits Stored); an Exception per item that failed.
+    ``upsampler(n)``: how item `n`'s chroma is upsampled (asked once per plane layout)."""
     xp = ops.xp
     out: list = [None] * len(items)
     if backend == "j2k":
@@ -90,7 +108,10 @@ def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec
             shapes.setdefault((tuple(component_shapes(info)), tuple(expansion(info))), []).append(n)
     for ns in shapes.values():  # one upsampling launch per plane layout
         try:
-            frames = upsample_frames([items[n] for n in ns], metas[ns[0]], launcher=ops.upsample_launcher, xp=xp)
+            # the CPU rule depends on the sampling factors, precision and colour markers; only subsampled
+            # frames are filtered, and every subsampled layout gets one answer, so the first frame decides
+            frames = upsample_frames([items[n] for n in ns], metas[ns[0]], launcher=ops.upsample_launcher, xp=xp,
+                                     upsampler=upsampler(ns[0]))
             for n, arr in zip(ns, frames):
                 out[n] = arr.reshape(spec.frame_shape).astype(spec.dtype, copy=False)
         except Exception as exc:
@@ -109,9 +130,12 @@ def _cpu_frame(ds, spec: PixelSpec, data: dict, i: int):
 
 def decode_jpeg_family(
     ds, spec: PixelSpec, *, index: int | None, raw: bool, as_rgb: bool, ops, env: GpuEnv,
-    decoders: Decoders | None = None, extended_offsets=None,
+    decoders: Decoders | None = None, extended_offsets=None, upsampler: str | None = None,
 ) -> tuple[Any, list[FrameInfo]]:
     """All frames (or frame `index`) of a JPEG-family file as one `ops.xp` array, and where each went.
+
+    Subsampled nvJPEG frames are upsampled as the CPU decode does (:func:`reference_upsampler`: Richter's
+    filter where that is pydicom's plugin), or as `upsampler` says (``"turbo"``: libjpeg-turbo's values).
 
     A GPU library failing at run time (raising, or returning None for an item) does not fail the call:
     those frames are decoded by the CPU plugin, and their FrameInfo names the backend that failed and why.
@@ -150,7 +174,8 @@ def decode_jpeg_family(
             items = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
             if len(items) != len(ks):
                 raise DecodeError(f"{backend} returned {len(items)} items for {len(ks)} frames")
-            finished = _finish_group(backend, mode, list(items), metas, spec, ops)
+            finished = _finish_group(backend, mode, list(items), metas, spec, ops,
+                                     lambda n: upsampler or reference_upsampler(spec, batch[n]))
         except Exception as exc:  # the whole call failed
             finished = [exc] * len(ks)
         for k, arr in zip(ks, finished):
