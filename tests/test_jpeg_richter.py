@@ -109,6 +109,31 @@ def test_richter_mode_reads_output_8k_plus_2_at_8k_plus_1():
     assert not np.array_equal(got[:, 1::8], np.clip((((3 * c + pad[:, 2:] + 1) >> 2)[:, 0::4] + 8) >> 4, 0, 255))
 
 
+@pytest.mark.parametrize("subsampling", ["440", "411"])
+def test_richters_440_and_411_filters_have_no_in_place_step(subsampling):
+    """Routing keeps 4:4:0 and 4:1:1 on the CPU (pydicom's plugin), so the kernel has no mode for them; what
+    Richter's libjpeg does there, should routing admit them: at x16, Upsampler<1,2> is the vertical
+    triangle (3 near + far) / 4 alone, HorizontalFilterCore<4> the weights (3, 5), (1, 7), (7, 1), (5, 3) / 8
+    of the neighbours without reading its own output; then (v + 8) >> 4. Within 1 of pydicom's plugin
+    (the IDCT), on libjpeg-turbo's planes of a noisy image."""
+    rows, cols = 45, 77
+    rgb = np.random.default_rng(1).integers(0, 256, (rows, cols, 3), dtype=np.uint8)
+    data = pytest.importorskip("imagecodecs").jpeg8_encode(rgb, level=95, subsampling=subsampling)
+    info = parse_jpeg(data)
+    c = standins.raw_planes(data, info)[2].astype(np.int64) * 16
+    if subsampling == "440":
+        r = np.arange(rows) // 2
+        far = np.where(np.arange(rows) % 2 == 1, np.minimum(r + 1, c.shape[0] - 1), np.maximum(r - 1, 0))
+        up = (3 * c[r] + c[far] + 2) >> 2
+    else:
+        pad = np.pad(c, ((0, 0), (1, 1)), mode="edge")
+        left, right = pad[:, :-2], pad[:, 2:]
+        up = np.stack([(3 * left + 5 * c + 2) >> 3, (left + 7 * c + 1) >> 3, (right + 7 * c + 2) >> 3,
+                       (3 * right + 5 * c + 1) >> 3], -1).reshape(rows, -1)[:, :cols]
+    model = np.clip((up + 8) >> 4, 0, 255)
+    assert np.abs(model - libjpeg.decode(data, 0)[..., 2]).max() <= 1
+
+
 def test_kernel_rejects_an_unknown_mode():
     data = noisy_chroma_jpeg(16, 16, 1, seed=0)
     info = parse_jpeg(data)
