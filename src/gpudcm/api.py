@@ -25,10 +25,11 @@ from .source import Source, source_name
 from .spec import PixelSpec
 
 
-def _prepare(src: Source):
+def _prepare(src: Source, tags: Sequence[int] = ()):
     """Parse and validate `src` through the lazy reader and return ``(dataset, spec)`` with the pixel
-    element in the dataset (for callers that ship or hold the element's bytes, e.g. loader workers)."""
-    with open_pixels(src) as reader:
+    element in the dataset (for callers that ship or hold the element's bytes, e.g. loader workers);
+    `tags`: elements read beside the pixel module."""
+    with open_pixels(src, tags=tags) as reader:
         return reader.dataset(), reader.spec
 
 

@@ -19,7 +19,7 @@ import io
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
@@ -412,13 +412,14 @@ def from_dataset(ds: Dataset, name: str) -> PixelReader:
     return PixelReader(ds, spec, ds[spec.pixel_keyword].value, dataset_given=True)
 
 
-def open_pixels(src: Source | PixelReader, *, full_header: bool = False) -> PixelReader:
+def open_pixels(src: Source | PixelReader, *, full_header: bool = False, tags: Sequence[int] = ()) -> PixelReader:
     """Open `src` (path, file-like, bytes, Dataset) for frame-level reads; validated, extents known.
 
     The header and the pixel element's position are read first (no pixel bytes); a full ``dcmread`` is
     the second opinion where that fails or does not validate (deflated files, an encoding that contradicts
     the file meta). ``full_header=True`` keeps every element before the pixel data in ``reader.ds`` (for
-    windowing, LUTs, functional groups); by default only the pixel module is read. Close the reader (or
+    windowing, LUTs, functional groups); by default only the pixel module is read, plus the elements
+    `tags` names (e.g. Pixel Spacing for a loader: one parse, not two). Close the reader (or
     use it as a context manager) to close a file it opened."""
     if isinstance(src, PixelReader):
         return src
@@ -429,7 +430,7 @@ def open_pixels(src: Source | PixelReader, *, full_header: bool = False) -> Pixe
     if isinstance(src, (bytes, bytearray, memoryview)):
         src = io.BytesIO(src)
     try:
-        reader = _lazy(src, name, None if full_header else HEADER_TAGS)
+        reader = _lazy(src, name, None if full_header else HEADER_TAGS + [t for t in tags if t not in HEADER_TAGS])
     except GpudcmError:
         reader = None
     if reader is not None:

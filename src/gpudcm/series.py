@@ -111,20 +111,31 @@ def read_header(path: str | os.PathLike) -> SliceHeader | None:
         return None
     shape = ((frames,) if frames > 1 else ()) + (rows, cols) + ((samples,) if samples > 1 else ())
     instance = _number(ds, "InstanceNumber")
-    slope, intercept = _number(ds, "RescaleSlope"), _number(ds, "RescaleIntercept")
     return SliceHeader(
         path=path,
         uid=str(ds.get("SeriesInstanceUID") or ""),
         position=_floats(ds, "ImagePositionPatient", 3),
         orientation=_floats(ds, "ImageOrientationPatient", 6),
         instance=None if instance is None else int(instance),
-        pixel_spacing=_floats(ds, "PixelSpacing", 2),
+        pixel_spacing=pixel_spacing_of(ds),
         slice_spacing=_number(ds, "SpacingBetweenSlices") or _number(ds, "SliceThickness"),
         shape=shape,
         frames=frames,
-        rescale=None if slope is None and intercept is None else (
-            1.0 if slope is None else slope, 0.0 if intercept is None else intercept),
+        rescale=rescale_of(ds),
     )
+
+
+def pixel_spacing_of(ds) -> tuple[float, float] | None:
+    """Pixel Spacing (row, column) in mm, or None when absent or unreadable."""
+    return _floats(ds, "PixelSpacing", 2)
+
+
+def rescale_of(ds) -> tuple[float, float] | None:
+    """(slope, intercept) when either Rescale Slope or Intercept is present (defaults 1 and 0), else None."""
+    slope, intercept = _number(ds, "RescaleSlope"), _number(ds, "RescaleIntercept")
+    if slope is None and intercept is None:
+        return None
+    return 1.0 if slope is None else slope, 0.0 if intercept is None else intercept
 
 
 def _expand(paths: Iterable[str | os.PathLike]) -> Iterator[str]:

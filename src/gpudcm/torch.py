@@ -1,4 +1,6 @@
-"""PyTorch data loading: DataLoader workers parse and read on the CPU, the main process decodes batches.
+"""PyTorch data loading: on CUDA, DataLoader workers parse and read and the main process decodes batches;
+on the CPU, each batch is decoded where the DataLoader fetches it (:func:`decode_files`: in the workers,
+one thread each, straight into a shared-memory batch tensor).
 
 ``DicomDataset.__getitem__`` runs in DataLoader workers and returns a small picklable :class:`Payload`:
 the validated header (pixel module only) and the pixel bytes in one uint8 tensor, which torch hands to the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,14 +40,17 @@ from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from .api import _prepare, decode_batch
+from .api import _cpu_decode, _prepare, decode_batch
 from .cuda.runtime import resolve_device
 from .errors import GpudcmError
-from .series import Series, device_scope, read_header
+from .reader import PixelReader, open_pixels
+from .series import Series, device_scope, pixel_spacing_of, read_header, rescale_of
 from .spec import PixelSpec
 
 Item = Union[str, "os.PathLike[str]", Series]  # one file (or a folder, walked), or one series volume
 _log = logging.getLogger(__name__)
+# What a file item reads beside the pixel module, in the same parse: Pixel Spacing, Rescale Intercept/Slope.
+_FILE_TAGS = (0x00280030, 0x00281052, 0x00281053)
 
 
 @dataclass
@@ -89,10 +95,14 @@ def _detach(ds: Dataset, spec: PixelSpec, nbytes: int | None = None) -> memoryvi
     return value
 
 
+def _in_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
+
+
 def _buffer(nbytes: int) -> torch.Tensor:
     """A uint8 tensor; in a DataLoader worker, allocated in shared memory at once (the DataLoader would
     otherwise copy it there when handing it to the main process)."""
-    if torch.utils.data.get_worker_info() is not None:
+    if _in_worker():
         try:
             return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
         except (AttributeError, RuntimeError, TypeError):  # a private helper: fall back to the copy
@@ -143,14 +153,21 @@ def _series_payload(index: int, series: Series, rescale: bool) -> Payload:
                    _pairs(pairs) if rescale else None, meta)
 
 
+def _file_meta(path: str, ds: Dataset, rescale: bool) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """(rescale pairs, batch metadata) of a file item, from the header its one parse read (_FILE_TAGS)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = rescale_of(ds) if rescale else None
+        spacing = pixel_spacing_of(ds)
+    return _pairs(pairs), {"path": path, "spacing": _geometry(spacing, 2)}
+
+
 def _file_payload(index: int, path: str, rescale: bool) -> Payload:
-    ds, spec = _prepare(path)
+    ds, spec = _prepare(path, _FILE_TAGS)
     part = _detach(ds, spec)
-    header = read_header(path)
-    pairs = header.rescale if rescale and header is not None else None
-    spacing = header.pixel_spacing if header is not None else None
+    pairs, meta = _file_meta(path, ds, rescale)
     return Payload(index, [ds], [len(part)], _pack([part]), [not spec.is_encapsulated], spec.shape(),
-                   spec.dtype.str, _pairs(pairs), {"path": path, "spacing": _geometry(spacing, 2)})
+                   spec.dtype.str, pairs, meta)
 
 
 def _pairs(pairs) -> np.ndarray | None:
@@ -265,29 +282,36 @@ def decode_payloads(payloads: Sequence[Payload], *, device: str = "auto", transf
     for p in payloads:  # the decoded arrays do not use the payloads' bytes; drop the views
         for ds in p.headers:
             ds[_pixel_keyword(ds)].value = b""
-    images = _rescale(images, payloads)
+    return _batch(images, [p.index for p in payloads], [p.rescale for p in payloads], [p.meta for p in payloads],
+                  transform)
+
+
+def _batch(images, indices: Sequence[int], rescales: Sequence[np.ndarray | None], metas: Sequence[dict[str, Any]],
+           transform: Callable | None) -> dict[str, Any]:
+    """The batch dict of decoded `images` (one tensor, or a list): rescaled, transformed, with metadata."""
+    images = _rescale(images, rescales)
     if transform is not None:
         items = [transform(t) for t in images]
         same = all(isinstance(t, torch.Tensor) and t.shape == items[0].shape and t.dtype == items[0].dtype for t in items)
         images = torch.stack(items) if same else items
     batch: dict[str, Any] = {
         "image": images,
-        "index": torch.tensor([p.index for p in payloads], dtype=torch.int64),
-        "path": [p.meta["path"] for p in payloads],
+        "index": torch.tensor(list(indices), dtype=torch.int64),
+        "path": [m["path"] for m in metas],
     }
-    if all("uid" in p.meta for p in payloads):
-        batch["uid"] = [p.meta["uid"] for p in payloads]
+    if metas and all("uid" in m for m in metas):
+        batch["uid"] = [m["uid"] for m in metas]
         for key in ("orientation", "origin"):
-            batch[key] = torch.tensor([p.meta[key] for p in payloads], dtype=torch.float64)
-    if payloads and len({len(p.meta.get("spacing", ())) for p in payloads}) == 1 and "spacing" in payloads[0].meta:
-        batch["spacing"] = torch.tensor([p.meta["spacing"] for p in payloads], dtype=torch.float64)
+            batch[key] = torch.tensor([m[key] for m in metas], dtype=torch.float64)
+    if metas and len({len(m.get("spacing", ())) for m in metas}) == 1 and "spacing" in metas[0]:
+        batch["spacing"] = torch.tensor([m["spacing"] for m in metas], dtype=torch.float64)
     return batch
 
 
-def _rescale(images, payloads: Sequence[Payload]):
+def _rescale(images, rescales: Sequence[np.ndarray | None]):
     """Rescale Slope/Intercept in float32 (as MONAI's PydicomReader applies them): one pair per file, or
     one per slice of a series; items without them get (1, 0) when batched with items that have them."""
-    if all(p.rescale is None for p in payloads):
+    if all(r is None for r in rescales):
         return images
 
     def apply(t: torch.Tensor, pairs: np.ndarray, lead: int) -> torch.Tensor:
@@ -295,7 +319,7 @@ def _rescale(images, payloads: Sequence[Payload]):
         shape = tuple(k.shape[:-1]) + (1,) * (t.ndim - lead)
         return t.to(torch.float32) * k[..., 0].reshape(shape) + k[..., 1].reshape(shape)
 
-    pairs = [np.array([[1.0, 0.0]]) if p.rescale is None else p.rescale for p in payloads]
+    pairs = [np.array([[1.0, 0.0]]) if r is None else r for r in rescales]
     if isinstance(images, torch.Tensor):
         k = max(len(r) for r in pairs)
         return apply(images, np.stack([np.broadcast_to(r, (k, 2)) for r in pairs]), 2)
@@ -369,27 +393,32 @@ class DicomDataset(torch.utils.data.Dataset):
         except Exception as exc:  # noqa: BLE001 - reported by decode() in the main process
             return _failed_payload(index, self.items[index], exc)
 
-    def decode(self, payloads: Sequence[Payload]) -> dict[str, Any]:
+    def decode(self, payloads: Sequence[Payload], decoder: Callable = decode_batch) -> dict[str, Any]:
+        """The batch dict of `payloads`, decoded on the dataset's device (`decoder`: ``decode_batch``)."""
+        run = partial(decode_payloads, device=self.device, decoder=decoder)
         if self.on_error == "raise":
-            return decode_payloads(payloads, device=self.device, transform=self.transform)
+            return run(payloads, transform=self.transform)
         good = [p for p in payloads if not self._skip(p, p.meta.get("error"))]
         try:
-            return decode_payloads(good, device=self.device, transform=self.transform)
+            return run(good, transform=self.transform)
         except Exception:  # noqa: BLE001 - find the bad items one by one
             kept = []
             for p in good:
                 try:
-                    decode_payloads([p], device=self.device)
+                    run([p])
                     kept.append(p)
                 except Exception as exc:  # noqa: BLE001
                     self._skip(p, f"{type(exc).__name__}: {exc}")
-            return decode_payloads(kept, device=self.device, transform=self.transform)
+            return run(kept, transform=self.transform)
 
     def _skip(self, payload: Payload, error: str | None) -> bool:
+        return self._skip_item(payload.index, payload.meta.get("path"), error)
+
+    def _skip_item(self, index: int, path: Any, error: str | None) -> bool:
         if not error:
             return False
-        self.skipped.append((payload.meta.get("path"), error))
-        _log.warning("DicomDataset: skipped item %d (%s): %s", payload.index, payload.meta.get("path"), error)
+        self.skipped.append((path, error))
+        _log.warning("DicomDataset: skipped item %d (%s): %s", index, path, error)
         return True
 
     def load(self, index: int) -> dict[str, Any]:
@@ -402,25 +431,175 @@ def _one_thread_decode(sources, **kwargs):
 
 
 def decode_in_worker(dataset: "DicomDataset", payloads: list[Payload]) -> dict[str, Any]:
-    """DataLoader ``collate_fn`` of a CPU :class:`DicomLoader`: the worker decodes its own batch (one
-    thread each; ``num_workers`` gives the parallelism) and torch hands the tensors over in shared memory."""
-    return decode_payloads(payloads, device="cpu", transform=dataset.transform, decoder=_one_thread_decode)
+    """Decode payloads on the CPU in this process, one thread (a DataLoader worker is one core)."""
+    return dataset.decode(payloads, decoder=_one_thread_decode)
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _known_shape(reader: PixelReader) -> tuple[int, ...] | None:
+    """pydicom's shape of the whole file, or None where only the decode tells (excess encapsulated frames)."""
+    spec = reader.spec
+    return None if spec.is_encapsulated and len(reader.frames) > spec.number_of_frames else spec.shape()
+
+
+def _batch_array(shape: tuple[int, ...], dtype: np.dtype) -> tuple[torch.Tensor, np.ndarray]:
+    """A tensor for the decoded batch and its NumPy view (in a worker: in shared memory, so the DataLoader
+    hands it to the main process without a copy)."""
+    like = torch.from_numpy(np.empty(0, dtype=dtype))
+    t = _buffer(int(np.prod(shape)) * dtype.itemsize).view(like.dtype).reshape(shape)
+    return t, t.numpy()
+
+
+def _item_threads(readers: Sequence[PixelReader]) -> int:
+    """Threads over a batch's files: one in a DataLoader worker (the workers are the parallelism) and for
+    native data (a copy or a cheap unpack: dispatch costs more); all cores in the main process when the
+    first file's codec releases the GIL."""
+    from .codecs import default_threads
+    from .frame_decode import releases_gil
+
+    if _in_worker() or len(readers) < 2 or not readers[0].spec.is_encapsulated:
+        return 1
+    return default_threads() if releases_gil(readers[0]) else 1
+
+
+def decode_files(dataset: "DicomDataset", indices: Sequence[int]) -> dict[str, Any]:
+    """Decode the file items `indices` of `dataset` on the CPU in this process into their batch dict (what a
+    CPU :class:`DicomLoader` runs where the DataLoader fetches: in its workers, or in the main process at
+    ``num_workers=0``): one parse per file (pixel module, Pixel Spacing, Rescale), frames decoded
+    straight into the batch tensor, one thread per file in a worker. Series items go through
+    :class:`Payload` and ``decode_batch`` (one thread in a worker)."""
+    items = [dataset.items[i] for i in indices]
+    if any(isinstance(item, Series) for item in items):
+        decoder = _one_thread_decode if _in_worker() else decode_batch
+        return dataset.decode([dataset[i] for i in indices], decoder=decoder)
+    opened: list[tuple[int, str, PixelReader]] = []
+    try:
+        for i, item in zip(indices, items):
+            path = os.fspath(item)
+            try:
+                opened.append((i, path, open_pixels(path, tags=_FILE_TAGS)))
+            except Exception as exc:
+                if dataset.on_error == "raise":
+                    raise
+                dataset._skip_item(i, path, _error(exc))
+        return _decode_opened(dataset, opened)
+    finally:
+        for _, _, reader in opened:
+            reader.close()
+
+
+def _decode_opened(dataset: "DicomDataset", opened: list[tuple[int, str, PixelReader]]) -> dict[str, Any]:
+    readers = [r for _, _, r in opened]
+    shapes = {(_known_shape(r), r.spec.dtype) for r in readers}
+    same = len(shapes) == 1 and None not in next(iter(shapes))
+    batch_t, batch = _batch_array((len(readers), *readers[0].spec.shape()), readers[0].spec.dtype) if same and readers \
+        else (None, None)
+    threads = _item_threads(readers)
+    frame_threads = 1 if threads > 1 or _in_worker() else None
+
+    def one(k: int):
+        try:
+            return _cpu_decode(readers[k], None, raw=False, as_rgb=True, threads=frame_threads,
+                               out=None if batch is None else batch[k])
+        except Exception as exc:
+            if dataset.on_error == "raise":
+                raise
+            dataset._skip_item(opened[k][0], opened[k][1], _error(exc))
+            return None
+
+    from .codecs import thread_map
+
+    arrays = thread_map(one, range(len(readers)), threads)
+    keep = [k for k, a in enumerate(arrays) if a is not None]
+    if batch_t is not None:
+        images: Any = batch_t if len(keep) == len(readers) else batch_t[keep]
+    else:
+        parts = [to_torch(arrays[k]) for k in keep]
+        same = bool(parts) and all(t.shape == parts[0].shape and t.dtype == parts[0].dtype for t in parts)
+        images = torch.stack(parts) if same else parts
+    metas = [_file_meta(opened[k][1], readers[k].ds, dataset.rescale) for k in keep]
+    return _batch(images, [opened[k][0] for k in keep], [m[0] for m in metas], [m[1] for m in metas],
+                  dataset.transform)
+
+
+def _warm_cpu() -> None:
+    """Import the CPU decode path and ask which codecs are installed, in this process: forked DataLoader
+    workers (new ones every epoch unless ``persistent_workers``) then start with it instead of each
+    importing it again on its first batch."""
+    from . import frame_decode  # noqa: F401
+    from .codecs import processes, registry  # noqa: F401
+
+    for ts, backends in registry.REGISTRY.items():
+        for backend in backends:
+            backend.is_available(ts)
+
+
+# The batch dict's small tensors: a worker sends them as NumPy (pickled with the batch) and the main
+# process wraps them again; each tensor a worker sends costs a shared-memory segment and a file
+# descriptor hand-over (~0.5 ms a batch each, measured), more than the whole batch's metadata is worth.
+_SMALL = ("index", "spacing", "orientation", "origin")
+
+
+def _ship(batch: dict[str, Any]) -> dict[str, Any]:
+    if _in_worker():
+        for key in _SMALL:
+            if isinstance(batch.get(key), torch.Tensor):
+                batch[key] = batch[key].numpy()
+    return batch
+
+
+def _unship(batch: dict[str, Any]) -> dict[str, Any]:
+    for key in _SMALL:
+        if isinstance(batch.get(key), np.ndarray):
+            batch[key] = torch.from_numpy(batch[key])
+    return batch
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """A CPU DicomDataset as the DataLoader fetches it: each batch decoded where it is fetched
+    (``__getitems__``: one call per batch), already the batch dict."""
+
+    def __init__(self, dataset: "DicomDataset") -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        return [_ship(decode_files(self.dataset, indices))]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return _ship(decode_files(self.dataset, [index]))
+
+
+def _fetched(data):
+    """collate_fn of a CPU DicomLoader: the batch dict ``_Decoded`` built (one per fetch)."""
+    return data[0] if isinstance(data, list) else data
 
 
 class DicomLoader:
-    """A ``torch.utils.data.DataLoader`` over a :class:`DicomDataset`. On CUDA each batch is decoded in this
-    process (``dataset.decode``, one batched device decode); on the CPU with ``num_workers > 0`` the
-    DataLoader workers decode their batches (:func:`decode_in_worker`), so decoding scales with
-    ``num_workers`` like a plain DataLoader. Keyword arguments go to the DataLoader (``sampler``,
-    ``num_workers``, ``shuffle``, ``drop_last``, ``prefetch_factor``, ``persistent_workers``, ...)."""
+    """A ``torch.utils.data.DataLoader`` over a :class:`DicomDataset`. On CUDA the workers parse and read,
+    and each batch is decoded in this process (``dataset.decode``, one batched device decode). On the CPU
+    each batch is decoded where the DataLoader fetches it (:func:`decode_files`): in the workers with
+    ``num_workers > 0`` (one thread each, decoded straight into a shared-memory batch tensor), so decoding
+    scales with ``num_workers`` like a plain DataLoader; in this process at ``num_workers=0``. Keyword
+    arguments go to the DataLoader (``sampler``, ``num_workers``, ``shuffle``, ``drop_last``,
+    ``prefetch_factor``, ``persistent_workers``, ...)."""
 
     def __init__(self, dataset: DicomDataset, batch_size: int = 1, **kwargs: Any) -> None:
         if "collate_fn" in kwargs:
             raise TypeError("DicomLoader sets collate_fn itself; use DicomDataset(transform=...) instead")
         self.dataset = dataset
-        self.decodes_in_workers = kwargs.get("num_workers", 0) > 0 and resolve_device(dataset.device) == "cpu"
-        collate = partial(decode_in_worker, dataset) if self.decodes_in_workers else collate_payloads
-        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **kwargs)
+        self.on_cpu = resolve_device(dataset.device) == "cpu"
+        self.decodes_in_workers = kwargs.get("num_workers", 0) > 0 and self.on_cpu
+        if self.decodes_in_workers:
+            _warm_cpu()
+        fetched: torch.utils.data.Dataset = _Decoded(dataset) if self.on_cpu else dataset
+        collate = _fetched if self.on_cpu else collate_payloads
+        self.loader = torch.utils.data.DataLoader(fetched, batch_size=batch_size, collate_fn=collate, **kwargs)
 
     @property
     def sampler(self):
@@ -430,8 +609,9 @@ class DicomLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if self.decodes_in_workers:
-            yield from self.loader
+        if self.on_cpu:
+            for batch in self.loader:
+                yield _unship(batch)
             return
         for payloads in self.loader:
             yield self.dataset.decode(payloads)

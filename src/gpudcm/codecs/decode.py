@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -162,6 +163,27 @@ def decode_frame(spec: PixelSpec, data, *, raw: bool = False, as_rgb: bool = Tru
     return out
 
 
+# A file's frames go to the thread pool only when each thread gets at least this much codec work (CPU
+# seconds, estimated from the first frames' decode) and at least MIN_THREAD_BYTES of decoded samples:
+# below either, handing frames over costs more than a second core gains
+# (`python benchmarks/thread_threshold.py` measures where two threads start to win). The byte floor keeps
+# tiny frames on this thread however long a first (cold) decode took.
+MIN_THREAD_SECONDS = 300e-6
+MIN_THREAD_BYTES = 16 << 10
+
+
+def frame_threads(frames: int, seconds_per_frame: float, threads: int | None, bytes_per_frame: int) -> int:
+    """Threads for `frames` more frames that take `seconds_per_frame` each and decode to
+    `bytes_per_frame` (at most `threads`, default all cores): 1 when they are too little work to pay for
+    the hand-over, else as many as get ``MIN_THREAD_SECONDS`` and ``MIN_THREAD_BYTES`` each."""
+    most = min(threads or default_threads(), frames)
+    if most <= 1:
+        return 1
+    by_time = int(frames * seconds_per_frame / max(MIN_THREAD_SECONDS, 1e-9))
+    by_bytes = frames * bytes_per_frame // max(MIN_THREAD_BYTES, 1)
+    return max(1, min(most, by_time, by_bytes))
+
+
 def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bool = False, as_rgb: bool = True,
                   threads: int | None = None, bit_offsets: Sequence[int] | None = None,
                   first_index: Sequence[int] | None = None, fallback: bool = True) -> list[str]:
@@ -176,7 +198,9 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
     if out.shape[0] != n:
         raise ValueError(f"out holds {out.shape[0]} frames, {n} given")
     infos = [pydicom_plugins.frame_info(spec, f) for f in frames]
-    chosen = [choose(spec, i)[0] for i in infos]
+    chosen = []
+    for k, info in enumerate(infos):  # frames with the same codestream parameters take the same backend
+        chosen.append(chosen[k - 1] if k and info == infos[k - 1] else choose(spec, info)[0])
     names = [i if first_index is None else first_index[i] for i in range(n)]
     offsets = bit_offsets or [0] * n
 
@@ -191,4 +215,13 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
         if processes.usable(n, workers) and processes.decode_in_processes(
                 spec, frames, out, raw=raw, as_rgb=as_rgb, processes=workers):
             return [b.name for b in chosen]
-    return thread_map(one, range(n), threads if parallel else 1)
+    if not parallel or n <= 2 or (threads or default_threads()) <= 1:
+        return [one(k) for k in range(n)]
+    # the cost of a frame: the cheaper of the first two, in this thread's CPU time (what the codec costs,
+    # not how loaded the machine is; the first may pay for a first import)
+    done, costs = [], []
+    for k in range(2):
+        start = time.thread_time()
+        done.append(one(k))
+        costs.append(time.thread_time() - start)
+    return done + thread_map(one, range(2, n), frame_threads(n - 2, min(costs), threads, out[0].nbytes))

@@ -1,0 +1,95 @@
+"""The serial/threaded decision of a file's frames on the CPU (issue 16 item 4): small frames decode on
+the calling thread (handing them to the pool costs more than a second core gains), large ones on the
+pool; the values are pydicom's either way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom import dcmwrite
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+
+import gpudcm
+from gpudcm.codecs import decode as codec_decode
+from corpus import corpus_files, reference
+
+
+def _rle(path, frames: int, side: int):
+    rng = np.random.default_rng(side)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.NumberOfFrames = 1, "MONOCHROME2", frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    arr = rng.integers(0, 4096, size=(frames, side, side), dtype=np.uint16)
+    ds.set_original_encoding(False, True)
+    ds.PixelData = arr.tobytes()
+    ds.compress(RLELossless, arr)
+    dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+class _CountingPool:
+    """Stands in for the shared ThreadPoolExecutor (``submit`` and ``map`` as concurrent.futures defines
+    them): runs each task at once on this thread, recording the hand-overs."""
+
+    def __init__(self, calls: list):
+        self.calls = calls
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        self.calls.append(args)
+        fut: Future = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+    def map(self, fn, items):
+        items = list(items)
+        self.calls.extend((x,) for x in items)
+        return iter([fn(x) for x in items])
+
+
+@pytest.fixture
+def pool_calls(monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(codec_decode, "_pool", lambda threads, pid: _CountingPool(calls))
+    return calls
+
+
+def test_threads_only_when_each_gets_enough_work():
+    least, floor = codec_decode.MIN_THREAD_SECONDS, codec_decode.MIN_THREAD_BYTES
+    big = floor  # bytes per frame: never the limit below
+    assert codec_decode.frame_threads(14, 20e-6, 2, big) == 1  # e.g. small RLE frames: microseconds each
+    assert codec_decode.frame_threads(8, least / 5, 2, big) == 1  # two threads would get 0.8 of the minimum
+    assert codec_decode.frame_threads(8, least / 4, 2, big) == 2  # the minimum each
+    assert codec_decode.frame_threads(8, least, 8, big) == 8
+    assert codec_decode.frame_threads(100, least, 1, big) == 1  # never more than asked for
+    assert codec_decode.frame_threads(1, 1.0, 8, big) == 1  # nor more than frames
+    assert codec_decode.frame_threads(13, 1.0, 2, 400) == 1  # tiny frames stay here, however slow the first was
+    assert codec_decode.frame_threads(8, 1.0, 2, floor // 4) == 2  # 2 x floor bytes in all
+
+
+def test_small_multiframe_file_decodes_serially(pool_calls):
+    path = next(p for p in corpus_files() if p.name == "rtdose_rle.dcm")
+    got = gpudcm.decode_batch([path], device="cpu", workers=2)[0]
+    np.testing.assert_array_equal(got, reference(path))
+    assert pool_calls == []
+
+
+def test_large_multiframe_file_uses_the_pool(tmp_path, pool_calls):
+    path = big_rle(tmp_path / "big_rle.dcm")
+    got = gpudcm.decode_batch([path], device="cpu", workers=2)[0]
+    np.testing.assert_array_equal(got, reference(path))
+    assert pool_calls  # the frames after the first two (timed on this thread) went to the pool
+
+
+def big_rle(path):
+    """8 frames of 512 x 512 12-bit noise: each frame's RLE decode takes well over MIN_THREAD_SECONDS."""
+    return _rle(path, 8, 512)
