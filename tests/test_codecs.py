@@ -165,8 +165,9 @@ def test_decode_batch_uses_all_cores_only_for_gil_free_codecs():
 
     rle = next(p for p in FILES if p.name == "MR_small_RLE.dcm")
     colour_lossy = next(p for p in FILES if p.name == "SC_rgb_jpeg_lossy_gdcm.dcm")
-    assert _cpu_workers([str(rle)]) == codecs.default_threads()
-    assert _cpu_workers([str(colour_lossy)]) == 1
+    with gpudcm.open_pixels(str(rle)) as r, gpudcm.open_pixels(str(colour_lossy)) as c:
+        assert _cpu_workers(r) == codecs.default_threads()
+        assert _cpu_workers(c) == 1
     got = gpudcm.decode_batch([str(rle), str(colour_lossy)], device="cpu", workers=2)
     np.testing.assert_array_equal(got[0], reference(rle))
 

@@ -6,13 +6,17 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
 from typing import Any, Union
 
 import numpy as np
+from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless
 
 from .capabilities import backend_for
@@ -253,10 +257,10 @@ def decode_batch(
     """Decode many sources; results keep input order.
 
     Each source is opened with the lazy reader and only its frames (all, or frame `index`) are read, when
-    the batch reaches them. `workers` threads parse and decode on the CPU. The default is 1: pydicom and
-    the codec plugins installed today hold the GIL while they work, and two threads measured 0.35x to
-    1.6x of a serial loop (benchmarks/results/cpu-dev-machine.md); more threads pay off for slow storage
-    or GIL-free codecs. On CUDA the native frames of all sources are batched through the device pipeline.
+    the batch reaches them. On the CPU the calling thread opens the sources in order (header parse) while
+    `workers` threads read and decode them (default: all cores when the first source's codec releases the
+    GIL, native data included; 1, a plain loop, for GIL-holding plugins). On CUDA the native frames of all
+    sources are batched through the device pipeline (`workers` threads open the sources).
     ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype;
     ``out=`` (implies ``stack``) is a preallocated (sources, *shape) NumPy/CuPy array that receives it.
     ``on_error="raise"`` raises the first failure; ``"return"`` puts the exception in its slot instead.
@@ -319,32 +323,48 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
 
     infos: list = []
     frame_threads = workers if len(sources) == 1 else 1  # one file: its frames go to the threads (or processes)
-    if workers is None and len(sources) > 1:
-        workers = _cpu_workers(sources)
 
-    def one(k: int):
-        result = _one(k)
-        tick(result)
-        return result
-
-    def _one(k: int):
-        src = sources[k]
+    def opened(k: int):
+        """Source k opened (header parsed, validated): the GIL-bound half, done in order on this thread."""
         try:
-            with reading(src) as reader:  # opened when the batch reaches it; only its frames are read
-                sel = None if index is None else reader.check_indices([index])[0]
-                slot = None if out is None else out[k]
-                arr = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot, threads=frame_threads)
-                infos.extend(FrameInfo(reader.name, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
-                             for f in _selected(reader.spec, sel))
-            return arr
+            return open_pixels(sources[k])
         except GpudcmError as exc:
             if on_error == "return":
                 return exc
             raise
 
+    def decoded(k: int, reader):
+        """Source k's frames decoded and its file closed: the half that reads files and runs codecs (which
+        release the GIL), done on the batch threads."""
+        try:
+            if isinstance(reader, Exception):
+                result = reader
+            else:
+                try:
+                    sel = None if index is None else reader.check_indices([index])[0]
+                    slot = None if out is None else out[k]
+                    result = _cpu_decode(reader, sel, raw=raw, as_rgb=as_rgb, out=slot, threads=frame_threads)
+                    if return_info:
+                        infos.extend(FrameInfo(reader.name, f, "cpu-plugin", "CPU codec registry (gpudcm.codecs)")
+                                     for f in _selected(reader.spec, sel))
+                except GpudcmError as exc:
+                    if on_error != "return":
+                        raise
+                    result = exc
+                finally:
+                    if reader is not sources[k]:
+                        reader.close()
+        except BaseException:
+            tick(None)
+            raise
+        tick(result)
+        return result
+
     if out is not None and not isinstance(out, np.ndarray):
         raise GpudcmError(f"decode_batch: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
-    results = _map(one, list(range(len(sources))), workers if len(sources) > 1 else 1)
+    if workers is None and not all(isinstance(s, _SHAREABLE) for s in sources):
+        workers = 1  # a caller's stream is read in place: one source at a time
+    results = _pipeline(len(sources), opened, decoded, workers if len(sources) > 1 else 1)
     if out is not None:
         results = out
     elif stack:
@@ -420,22 +440,61 @@ def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, inf
     return out, kept
 
 
-def _cpu_workers(sources: list) -> int:
-    """All cores when the first source's codec releases the GIL, else 1 (threads would contend)."""
-    import os
+# Sources that threads may read side by side (each opened on its own; a caller's file object is not).
+_SHAREABLE = (str, os.PathLike, bytes, bytearray, memoryview, Dataset, PixelReader)
 
-    from pydicom.dataset import Dataset
 
+def _cpu_workers(reader) -> int:
+    """All cores when the codec of `reader`'s first frame releases the GIL, else 1 (threads would contend)."""
     from .codecs import default_threads
     from .frame_decode import releases_gil
 
-    if not sources or not isinstance(sources[0], (str, os.PathLike, Dataset)):
-        return 1  # a stream is read once: not peeked at
+    if isinstance(reader, Exception):
+        return 1
     try:
-        with reading(sources[0]) as reader:
-            return default_threads() if releases_gil(reader) else 1
+        return default_threads() if releases_gil(reader) else 1
     except GpudcmError:
         return 1
+
+
+@lru_cache(maxsize=4)
+def _batch_pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    # keyed by process: a forked child (a DataLoader worker) inherits the pool object but not its threads
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpudcm-batch")
+
+
+def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any], Any], workers: int | None) -> list:
+    """``[decoded(k, opened(k)) for k in range(n)]``, pipelined: this thread opens the sources in order
+    (pydicom's header parse holds the GIL) while `workers` threads (default: all cores when the first
+    source's codec releases the GIL, else none) read and decode the ones opened before (file reads and the
+    codecs release it). At most 2 x `workers` sources are open at a time. On an error, the sources already
+    opened are still decoded (and closed) before it is raised."""
+    if n == 0:
+        return []
+    first = opened(0)
+    if workers is None:
+        workers = _cpu_workers(first)
+    if workers <= 1 or n == 1:
+        return [decoded(k, first if k == 0 else opened(k)) for k in range(n)]
+    pool = _batch_pool(workers, os.getpid())
+    results: list[Any] = [None] * n
+    pending: deque = deque()
+    try:
+        for k in range(n):
+            pending.append((k, pool.submit(decoded, k, first if k == 0 else opened(k))))
+            while len(pending) > 2 * workers:
+                j, fut = pending.popleft()
+                results[j] = fut.result()
+        while pending:
+            j, fut = pending.popleft()
+            results[j] = fut.result()
+    finally:
+        for _, fut in pending:  # an error: let the submitted ones finish (they close their files)
+            try:
+                fut.result()
+            except BaseException:
+                pass
+    return results
 
 
 def _map(fn, items: list, workers: int | None) -> list:

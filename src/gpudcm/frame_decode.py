@@ -12,12 +12,14 @@ bytes plugs in.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from .codecs.decode import correct_unused_bits
 from .cpu import _INTERRUPTS, _wrap, decoder_for, native_order
 from .errors import GpudcmError
 from .reader import PixelReader
@@ -113,12 +115,16 @@ _AS_STORED = frozenset({"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB"})
 
 
 def stored_as_decoded(spec: PixelSpec) -> bool:
-    """Whether pydicom's decode of these native frames is their bytes as they are: little endian, whole
-    bytes, every bit stored (nothing to mask or sign-extend), no 4:2:2 expansion or colour conversion,
-    interleaved samples. Such frames are read straight into the output."""
-    return (spec.is_little_endian and spec.bits_allocated >= 8 and spec.bits_stored == spec.bits_allocated
+    """Whether pydicom's decode of these native frames is their bytes as they are, up to its unused-bit
+    correction (:func:`gpudcm.codecs.decode.correct_unused_bits`): little endian on a little-endian machine,
+    whole bytes, no 4:2:2 expansion or colour conversion, interleaved samples. Such frames are read straight
+    into the output (one read, no intermediate copy)."""
+    return (spec.is_little_endian and _LITTLE_HOST and spec.bits_allocated >= 8
             and spec.photometric_interpretation in _AS_STORED and spec.planar_configuration == 0
-            and not spec.is_ybr422_native and spec.dtype.isnative)
+            and not spec.is_ybr422_native)
+
+
+_LITTLE_HOST = sys.byteorder == "little"
 
 
 def _runs(indices: list[int], per_run: int) -> Iterator[tuple[int, int, int]]:
@@ -261,6 +267,7 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
     if stored_as_decoded(spec) and out.flags.c_contiguous:
         for k, a, b in _runs(indices, len(indices)):  # file -> output, one read a run, no copy
             reader.read_range_into(a * flen, out[k : k + b - a].reshape(-1).view(np.uint8))
+        correct_unused_bits(spec, out)
         return out
     per_run = max(1, NATIVE_RUN_BYTES // max(1, flen))
     for k, a, b in _runs(indices, per_run):

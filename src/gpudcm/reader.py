@@ -22,11 +22,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
-from pydicom.dataset import Dataset
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import data_element_generator
 from pydicom.uid import UID, RLELossless
+from pydicom.valuerep import VR
+from pydicom.values import convert_UI
 
 from .errors import GpudcmError, InvalidPixelData
 from .frames import Frame, check_codestream_sizes, check_rle_capacity, encapsulated_extents, native_extents, native_frame
@@ -38,6 +43,8 @@ PIXEL_TAGS = {(0x7FE0, 0x0010): "PixelData", (0x7FE0, 0x0008): "FloatPixelData",
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 # Files up to this size are read in one call and parsed from memory (one syscall beats dozens).
 SLURP_BYTES = 4 << 20
+# A path's header is parsed from one read of its first bytes (the whole file when it is this small).
+HEAD_BYTES = 16 << 10
 
 # What the pixel path reads of a file's header (as pydicom's own path-based pixel_array does).
 HEADER_TAGS = [
@@ -65,14 +72,21 @@ class FileBytes:
     Slicing (``fb[a:b]``) returns bytes, so the extent code in :mod:`gpudcm.frames` scans a file exactly as
     it scans a buffer. Each read must return every byte asked for and the file's size and modification
     time must not have changed since it was opened; otherwise :class:`InvalidPixelData` names the file.
+    Once :meth:`detach`-ed (a file opened by path), each read opens the file by its path, so a reader
+    (e.g. one of thousands waiting in a device batch) holds no file descriptor.
     """
 
-    def __init__(self, fp: BinaryIO, start: int, length: int, name: str) -> None:
-        self._fp, self.start, self.length, self.name = fp, start, length, name
+    def __init__(self, fp: BinaryIO, start: int, length: int, name: str,
+                 stamp: tuple[int, int] | None = None, path: str | None = None) -> None:
+        """`stamp`: the (size, mtime_ns) the caller's ``fstat`` of `fp` just gave (else fstat'ed here);
+        `path`: where `fp` was opened from (for :meth:`detach`)."""
+        self._fp, self.start, self.length, self.name, self._path = fp, start, length, name, path
         try:
             self._fd: int | None = fp.fileno()
-            st = os.fstat(self._fd)
-            self._stamp = (st.st_size, st.st_mtime_ns)
+            if stamp is None:
+                st = os.fstat(self._fd)
+                stamp = (st.st_size, st.st_mtime_ns)
+            self._stamp = stamp
         except (AttributeError, OSError, io.UnsupportedOperation):
             self._fd, self._stamp = None, None
         self._lock = threading.Lock()  # seek + read on a shared file object
@@ -90,10 +104,16 @@ class FileBytes:
         return InvalidPixelData(f"{self.name}: the file changed while it was being read ({what}); "
                                 "no frame is returned from a file that is being rewritten")
 
-    def _check(self) -> None:
+    def detach(self) -> None:
+        """Close the file; later reads open it by path (and check the same size and modification time)."""
+        if self._path is not None and self._fd is not None:
+            self._fp.close()
+            self._fp = self._fd = None
+
+    def _check(self, fd: int | None) -> None:
         if self._stamp is None:
             return
-        st = os.fstat(self._fd)
+        st = os.fstat(fd)
         if (st.st_size, st.st_mtime_ns) != self._stamp:
             raise self._changed(f"size {self._stamp[0]} -> {st.st_size} bytes, or its modification time moved")
 
@@ -104,18 +124,27 @@ class FileBytes:
         if pos < 0 or pos + n > self.length:
             raise InvalidPixelData(f"{self.name}: bytes {pos}..{pos + n} asked for, outside the "
                                    f"{self.length}-byte pixel element")
-        done = 0
-        while done < n:
-            if self._fd is not None:
-                got = os.preadv(self._fd, [view[done:]], self.start + pos + done)
-            else:
-                with self._lock:
-                    self._fp.seek(self.start + pos + done)
-                    got = self._fp.readinto(view[done:])
-            if not got:
-                raise self._changed(f"{n - done} of {n} bytes at offset {self.start + pos + done} are gone")
-            done += got
-        self._check()
+        fd = opened = None
+        if self._fd is not None:
+            fd = self._fd
+        elif self._path is not None:
+            fd = opened = os.open(self._path, os.O_RDONLY)
+        try:
+            done = 0
+            while done < n:
+                if fd is not None:
+                    got = os.preadv(fd, [view[done:]], self.start + pos + done)
+                else:
+                    with self._lock:
+                        self._fp.seek(self.start + pos + done)
+                        got = self._fp.readinto(view[done:])
+                if not got:
+                    raise self._changed(f"{n - done} of {n} bytes at offset {self.start + pos + done} are gone")
+                done += got
+            self._check(fd)
+        finally:
+            if opened is not None:
+                os.close(opened)
 
     def read_at(self, pos: int, n: int) -> bytes:
         return self.read_array(pos, n).tobytes()
@@ -158,16 +187,63 @@ class WindowFile(io.RawIOBase):
         return n
 
 
-def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[Dataset, PixelElement] | None:
-    """The dataset up to the pixel element (only `specific_tags` when given) and where that element's
-    value lies; None when the file is not read this way (no file meta, deflated, no pixel element)."""
+def _not_group_2(tag, vr, length) -> bool:
+    return tag >> 16 != 2
+
+
+_VRS = frozenset(vr.value for vr in VR)
+
+
+def file_meta(fp: BinaryIO) -> FileMetaDataset:
+    """The File Meta Information at `fp` (positioned after "DICM"), as pydicom's ``_read_file_meta_info``
+    returns it, from one pass of pydicom's element generator. Anything unusual (a VR that is not one, an
+    element pydicom's reader would re-read as implicit VR) goes to pydicom's own function."""
+    start = fp.tell()
+    try:
+        raw = {e.tag: e for e in data_element_generator(fp, False, True, stop_when=_not_group_2)}
+    except Exception:
+        raw = None
+    if raw is None or not all(e.VR in _VRS for e in raw.values()):
+        fp.seek(start)
+        return read_file_meta_info(fp)
+    meta = FileMetaDataset(raw)
+    meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding)
+    return meta
+
+
+class Header(NamedTuple):
+    ds: Dataset  # up to the pixel element, file meta attached
+    transfer_syntax: UID
+    keyword: str  # of the pixel element
+    vr: str
+    length: int  # its length field (0xFFFFFFFF: undefined)
+    start: int  # its value's position in the file
+
+
+def _transfer_syntax(meta: FileMetaDataset):
+    """The meta's Transfer Syntax UID (pydicom's UI conversion of the raw element; its ``get`` otherwise)."""
+    raw = meta.get_item(0x00020010)
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and raw.VR == "UI":
+        value = convert_UI(raw.value, True)
+        if isinstance(value, str):
+            return value
+    return meta.get("TransferSyntaxUID")
+
+
+def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> Header | None:
+    """The dataset up to the pixel element and where that element's value lies in `fp`: pydicom's
+    read of the file meta and of the dataset (``read_dataset`` with ``stop_when``; only `specific_tags`
+    when given); None when the file is not read this way (no file meta, deflated, no pixel element, or
+    `fp` ends before the pixel element's header)."""
     fp.seek(0)
     read_preamble(fp, force=True)
-    meta = read_file_meta_info(fp)
-    tsyntax = meta.get("TransferSyntaxUID")
-    if not tsyntax or UID(tsyntax).is_deflated:
+    meta = file_meta(fp)
+    tsyntax = _transfer_syntax(meta)
+    if not tsyntax:
         return None
-    tsyntax = UID(tsyntax)
+    tsyntax = tsyntax if type(tsyntax) is UID else UID(tsyntax)
+    if tsyntax.is_deflated:
+        return None
     ds = read_dataset(fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian,
                       stop_when=at_pixel_data, specific_tags=specific_tags)
     ds.file_meta = meta
@@ -188,18 +264,35 @@ def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[D
     keyword = PIXEL_TAGS.get((group, elem))
     if keyword is None:
         return None
-    start = fp.tell()
-    end = fp.seek(0, os.SEEK_END)
+    return Header(ds, tsyntax, keyword, vr, length, fp.tell())
+
+
+def _element(keyword: str, vr: str, length: int, start: int, end: int, last8: bytes) -> PixelElement:
+    """Where the value lies: `end` is the file's size, `last8` its last 8 bytes (an undefined-length value
+    runs to the end of the file, less a sequence delimiter that ends it)."""
     undefined = length == 0xFFFFFFFF
-    if undefined:  # to the end of the file, less a sequence delimiter that ends it
-        if end - start >= 8:
-            fp.seek(end - 8)
-            if fp.read(8) == _SEQ_DELIMITER:
-                end -= 8
+    if undefined:
+        if end - start >= 8 and last8 == _SEQ_DELIMITER:
+            end -= 8
         present = end - start
     else:
         present = max(0, min(length, end - start))
-    return ds, PixelElement(keyword, vr, start, present, undefined)
+    return PixelElement(keyword, vr, start, present, undefined)
+
+
+def read_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> tuple[Dataset, PixelElement] | None:
+    """The dataset up to the pixel element (only `specific_tags` when given) and where that element's
+    value lies; None when the file is not read this way (no file meta, deflated, no pixel element)."""
+    found = parse_header(fp, specific_tags)
+    if found is None:
+        return None
+    ds, _, keyword, vr, length, start = found
+    end = fp.seek(0, os.SEEK_END)
+    last8 = b""
+    if length == 0xFFFFFFFF and end - start >= 8:
+        fp.seek(end - 8)
+        last8 = fp.read(8)
+    return ds, _element(keyword, vr, length, start, end, last8)
 
 
 def _extended_offsets(ds: Dataset) -> tuple[Any, Any] | None:
@@ -366,9 +459,66 @@ def _open_file(src, name: str):
     return src, lambda: src.seek(pos)
 
 
+_RETRY = object()
+
+
+def _lazy_path(path, name: str, tags: list[int] | None):
+    """A reader over the file at `path` from one read of its first bytes (the header, parsed from
+    memory) and one ``fstat`` (the size and modification time every later read is checked against):
+    native pixel bytes stay in the file (read into the output when decoded); encapsulated ones of a small
+    file are read now, in one read. ``_RETRY`` when the pixel element's header is not in those first bytes
+    (or they do not parse): the caller then reads the file the general way."""
+    fp = open(path, "rb", buffering=0)
+    ok = False
+    try:
+        fd = fp.fileno()
+        st = os.fstat(fd)
+        size = st.st_size
+        head = os.pread(fd, min(size, HEAD_BYTES), 0)
+        try:
+            found = parse_header(io.BytesIO(head), tags)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except Exception:
+            found = None
+        if found is None:
+            return _RETRY
+        ds, tsyntax, keyword, vr, length, start = found
+        last8 = b""
+        if length == 0xFFFFFFFF and size - start >= 8:
+            last8 = os.pread(fd, 8, size - 8)
+        elem = _element(keyword, vr, length, start, size, last8)
+        ds.filename = os.fspath(path)
+        spec = pixel_spec(ds, source=name, element=(elem.keyword, elem.vr, elem.length), transfer_syntax=tsyntax)
+        end = elem.offset + elem.length
+        if end <= len(head):  # the whole element came with the header
+            data = memoryview(head)[elem.offset : end]
+        elif spec.is_encapsulated and size <= SLURP_BYTES:  # codecs want bytes: one read of the element
+            data = memoryview(os.pread(fd, elem.length, elem.offset))
+            if len(data) != elem.length or os.fstat(fd).st_size != size:
+                raise InvalidPixelData(f"{name}: the file changed while it was being read "
+                                       f"({len(data)} of {elem.length} pixel bytes read)")
+        else:
+            data = FileBytes(fp, elem.offset, elem.length, name, stamp=(size, st.st_mtime_ns), path=os.fspath(path))
+        reader = PixelReader(ds, spec, data)  # encapsulated extents: item headers read through the open file
+        if isinstance(data, FileBytes):
+            data.detach()  # frame reads open the file by path: the reader holds no descriptor
+        else:
+            fp.close()
+        ok = True
+        return reader
+    finally:
+        if not ok:
+            fp.close()
+
+
 def _lazy(src: Source, name: str, tags: list[int] | None) -> PixelReader | None:
     """A reader over the file (its header: `tags` only, or all before the pixel element when None), or
     None when the header cannot be read that way."""
+    if isinstance(src, (str, os.PathLike)):
+        reader = _lazy_path(src, name, tags)
+        if reader is not _RETRY:
+            return reader
     fp, closer = _open_file(src, name)
     ok = False
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
@@ -100,11 +100,11 @@ class PixelSpec:
     pixel_nbytes: int
     declared_frames: int = field(default=1, compare=False)
 
-    @property
+    @cached_property  # asked many times a frame; the spec is frozen
     def is_encapsulated(self) -> bool:
         return _syntax_flags(self.transfer_syntax)[0]
 
-    @property
+    @cached_property
     def is_little_endian(self) -> bool:
         return _syntax_flags(self.transfer_syntax)[1]
 
@@ -151,7 +151,7 @@ class PixelSpec:
     def itemsize(self) -> int:
         return 1 if self.bits_allocated == 1 else self.bits_allocated // 8
 
-    @property
+    @cached_property
     def dtype(self) -> np.dtype:
         """The output dtype, in native byte order (pydicom's dtype, byte order normalised)."""
         if self.pixel_keyword == "FloatPixelData":
@@ -162,7 +162,7 @@ class PixelSpec:
             return np.dtype("uint8")
         return np.dtype(f"{'ui'[self.pixel_representation]}{self.itemsize}")
 
-    @property
+    @cached_property
     def frame_shape(self) -> tuple[int, ...]:
         if self.samples_per_pixel == 1:
             return (self.rows, self.columns)
@@ -205,14 +205,22 @@ _US_KEYWORDS = frozenset({"SamplesPerPixel", "PlanarConfiguration", "Rows", "Col
                           "HighBit", "PixelRepresentation"})
 
 
-def _value(ds: Dataset, keyword: str):
-    """The value of element `keyword` in `ds`, or None when absent (read by tag).
+def _raw_elements(ds: Dataset) -> dict[int, object] | None:
+    """`ds`'s elements by tag, unconverted (pydicom's ``Dataset.elements()``), for a header of a few
+    elements (the lazy reader's); None for a larger dataset (looked up element by element instead)."""
+    if len(ds) > 32:
+        return None
+    return {int(e.tag): e for e in ds.elements()}
+
+
+def _value(ds: Dataset, keyword: str, raws: dict | None = None):
+    """The value of element `keyword` in `ds` (`raws`: its elements by tag), or None when absent.
 
     The hot path of a file just read: a single US value, a plain IS number or a plain CS word is taken
     from pydicom's raw element (its bytes, VR and byte order) without building a DataElement; anything
     else (multiple values, odd lengths, other VRs, converted elements) goes through pydicom's conversion."""
     tag = _TAG_OF[keyword]
-    raw = ds.get_item(tag)
+    raw = ds.get_item(tag) if raws is None else raws.get(tag)
     if raw is None:
         return None
     if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
@@ -231,11 +239,14 @@ def _value(ds: Dataset, keyword: str):
     return ds[tag].value
 
 
-def _get_int(ds: Dataset, keyword: str, src: str, *, required: bool = True, default: int | None = None) -> int | None:
+def _get_int(ds: Dataset, raws: dict | None, keyword: str, src: str, *, required: bool = True,
+             default: int | None = None) -> int | None:
     try:
-        elem = _value(ds, keyword)
+        elem = _value(ds, keyword, raws)
     except Exception as exc:  # a malformed value raises on access (e.g. IS '1A')
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} could not be read: {exc}") from exc
+    if type(elem) is int:  # the raw US / IS values of a file just read
+        return elem
     if elem is None or (isinstance(elem, (str, bytes, list)) and len(elem) == 0):
         if required:
             raise InvalidPixelData(f"{src}: missing required element {tag_name(keyword)}")
@@ -257,7 +268,10 @@ def transfer_syntax_of(ds: Dataset, src: str) -> UID:
             f"{src}: the dataset has no {tag_name('TransferSyntaxUID')} in its file meta, "
             "so its pixel data cannot be interpreted"
         )
-    tsyntax = UID(str(tsyntax))
+    return _known(UID(str(tsyntax)), src)
+
+
+def _known(tsyntax: UID, src: str) -> UID:
     if not tsyntax.is_transfer_syntax:
         raise UnsupportedTransferSyntax(f"{src}: {tag_name('TransferSyntaxUID')} '{tsyntax}' is not a known transfer syntax")
     return tsyntax
@@ -290,11 +304,13 @@ def _pixel_element(ds: Dataset, src: str) -> tuple[str, str, int]:
     return keyword, vr, len(value)
 
 
-def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, str, int] | None = None) -> PixelSpec:
+def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, str, int] | None = None,
+               transfer_syntax: UID | None = None) -> PixelSpec:
     """Build and validate the :class:`PixelSpec` of `ds`.
 
     `element` = (keyword, VR, bytes present) describes a pixel element that is not held in `ds` (the lazy
-    reader's header stops before it); without it the element is read from `ds`.
+    reader's header stops before it); without it the element is read from `ds`. `transfer_syntax`: the
+    file meta's, when the caller has read it already.
     Raises :class:`InvalidPixelData` (or :class:`UnsupportedTransferSyntax`) naming the file, the tag
     and the numbers when the pixel module cannot describe the bytes present.
     """
@@ -303,30 +319,34 @@ def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, st
         keyword, vr, nbytes = _pixel_element(ds, src)
     else:
         keyword, vr, nbytes = element
-    tsyntax = transfer_syntax_of(ds, src)
+    if transfer_syntax is None:
+        tsyntax = transfer_syntax_of(ds, src)
+    else:
+        tsyntax = _known(transfer_syntax if type(transfer_syntax) is UID else UID(transfer_syntax), src)
     if nbytes == 0:
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} is empty (0 bytes)")
     if tsyntax.is_encapsulated and keyword != "PixelData":
         raise InvalidPixelData(f"{src}: {tag_name(keyword)} cannot be encapsulated ({tsyntax.name})")
 
-    rows = _get_int(ds, "Rows", src)
-    columns = _get_int(ds, "Columns", src)
-    samples = _get_int(ds, "SamplesPerPixel", src)
-    bits_allocated = _get_int(ds, "BitsAllocated", src)
+    raws = _raw_elements(ds)
+    rows = _get_int(ds, raws, "Rows", src)
+    columns = _get_int(ds, raws, "Columns", src)
+    samples = _get_int(ds, raws, "SamplesPerPixel", src)
+    bits_allocated = _get_int(ds, raws, "BitsAllocated", src)
     is_float = keyword != "PixelData"
-    bits_stored = _get_int(ds, "BitsStored", src, required=not is_float, default=bits_allocated)
-    high_bit = _get_int(ds, "HighBit", src, required=False, default=None)
-    pixel_rep = _get_int(ds, "PixelRepresentation", src, required=not is_float, default=0)
+    bits_stored = _get_int(ds, raws, "BitsStored", src, required=not is_float, default=bits_allocated)
+    high_bit = _get_int(ds, raws, "HighBit", src, required=False, default=None)
+    pixel_rep = _get_int(ds, raws, "PixelRepresentation", src, required=not is_float, default=0)
     try:
-        pi = _value(ds, "PhotometricInterpretation")
+        pi = _value(ds, "PhotometricInterpretation", raws)
     except Exception as exc:
         raise InvalidPixelData(f"{src}: {tag_name('PhotometricInterpretation')} could not be read: {exc}") from exc
     if not pi:
         raise InvalidPixelData(f"{src}: missing required element {tag_name('PhotometricInterpretation')}")
     pi = str(pi).strip()
 
-    if _TAG_OF["NumberOfFrames"] in ds:
-        frames = _get_int(ds, "NumberOfFrames", src, required=False, default=None)
+    if (_TAG_OF["NumberOfFrames"] in ds) if raws is None else (_TAG_OF["NumberOfFrames"] in raws):
+        frames = _get_int(ds, raws, "NumberOfFrames", src, required=False, default=None)
         if frames is None or frames == 0:
             frames = 1  # pydicom assumes one frame for an empty or zero value
     else:
@@ -375,7 +395,7 @@ def pixel_spec(ds: Dataset, *, source: str | None = None, element: tuple[str, st
         )
     planar = 0
     if samples == 3:
-        planar = _get_int(ds, "PlanarConfiguration", src)
+        planar = _get_int(ds, raws, "PlanarConfiguration", src)
         if planar not in (0, 1):
             raise InvalidPixelData(f"{src}: {tag_name('PlanarConfiguration')} is {planar}; it must be 0 or 1")
 

@@ -81,6 +81,23 @@ def _shift(arr: np.ndarray, bits: int) -> None:
         np.right_shift(arr, bits, out=arr)
 
 
+def correct_unused_bits(spec: PixelSpec, out: np.ndarray, src: np.ndarray | None = None) -> None:
+    """pydicom's ``_correct_unused_bits`` (Pixel Data with Bits Stored < Bits Allocated: the bits above Bits
+    Stored cleared when unsigned, set from the sign bit when signed) written into `out`, from `src` (same
+    dtype and shape: the copy and the correction in one pass) or in place."""
+    src = out if src is None else src
+    if not spec.corrects_unused_bits:
+        if src is not out:
+            np.copyto(out, src)
+        return
+    shift = spec.bits_allocated - spec.bits_stored
+    if spec.pixel_representation == 0:  # one pass: the two shifts of an unsigned value are a mask
+        np.bitwise_and(src, out.dtype.type((1 << spec.bits_stored) - 1), out=out)
+    else:
+        np.left_shift(src, shift, out=out)
+        np.right_shift(out, shift, out=out)
+
+
 def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *, raw: bool, as_rgb: bool) -> None:
     """Write `samples` (a codec's output) into `out` (one frame, spec's dtype) with pydicom's rules."""
     kind = "ui"[spec.pixel_representation]
@@ -89,8 +106,12 @@ def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *,
         signed = np.dtype(f"{kind}{samples.dtype.itemsize}")
         order = samples.dtype.byteorder
         samples = samples.view(signed.newbyteorder(order) if order in "<>" else signed)
-    np.copyto(out, samples, casting="unsafe")
     fam = pydicom_plugins.family(spec.transfer_syntax)
+    fused = fam not in ("j2k", "jls") and samples.dtype == out.dtype  # RLE, JPEG: copy and correct in one pass
+    if fused:
+        correct_unused_bits(spec, out, samples)
+    else:
+        np.copyto(out, samples, casting="unsafe")
     width = 8 * out.dtype.itemsize
     if fam == "j2k":
         if spec.photometric_interpretation in ("MONOCHROME1", "MONOCHROME2") and not spec.is_float:
@@ -99,7 +120,7 @@ def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *,
     elif fam == "jls":
         if spec.pixel_representation == 1:
             _shift(out, width - info.get("precision", spec.bits_stored))
-    elif spec.corrects_unused_bits:
+    elif not fused and spec.corrects_unused_bits:
         _shift(out, spec.bits_allocated - spec.bits_stored)
     if not raw and as_rgb and pydicom_plugins.conformed_photometric(spec, info) in _YBR:
         out[...] = convert_color_space(out, "YBR_FULL", "RGB")
@@ -133,7 +154,11 @@ def _into(spec: PixelSpec, data, out: np.ndarray, raw: bool, as_rgb: bool, bit_o
     try:
         if not backend.finished:
             try:
-                finish(backend.decode(data, spec, info), spec, info, out, raw=raw, as_rgb=as_rgb)
+                if backend.decode_into is not None and backend.decode_into(data, spec, info, out):
+                    samples = out  # the stored samples are in place; pydicom's rules run on them there
+                else:
+                    samples = backend.decode(data, spec, info)
+                finish(samples, spec, info, out, raw=raw, as_rgb=as_rgb)
                 return backend.name
             except _INTERRUPTS:
                 raise

@@ -53,6 +53,9 @@ class Backend:
     reason_not: Callable[[PixelSpec, Any], str | None]  # None when it takes the frame
     releases_gil: bool
     finished: bool = False  # output already has pydicom's post-processing applied (raw/as_rgb passed in)
+    # decode_into(data, spec, info, out) -> bool: the codec's samples written straight into the output frame
+    # (True), or not taken (False: `decode` then runs); pydicom's rules follow either way
+    decode_into: Callable[..., bool] | None = None
 
     def is_available(self, transfer_syntax: str) -> bool:
         return self.available(str(transfer_syntax))
@@ -75,7 +78,8 @@ LIBJPEG_TURBO = Backend("imagecodecs-libjpeg-turbo", "imagecodecs", icc.jpeg_dec
 CHARLS = Backend("imagecodecs-charls", "imagecodecs", icc.jpegls_decode, icc.has("jpegls"), icc.jpegls_reason_not, True)
 OPENJPH = Backend("imagecodecs-openjph", "imagecodecs", icc.htj2k_decode, icc.has("htj2k"), icc.htj2k_reason_not, True)
 OPENJPEG = Backend("imagecodecs-openjpeg", "imagecodecs", icc.j2k_decode, icc.has("jpeg2k"), icc.j2k_reason_not, True)
-RLE = Backend("imagecodecs-dicomrle", "imagecodecs", icc.rle_decode, icc.has("dicomrle"), icc.rle_reason_not, True)
+RLE = Backend("imagecodecs-dicomrle", "imagecodecs", icc.rle_decode, icc.has("dicomrle"), icc.rle_reason_not, True,
+              decode_into=icc.rle_decode_into)
 
 _NATIVE = (NUMPY, PYDICOM_NATIVE)
 _LOSSY_JPEG = frozenset({str(JPEGBaseline8Bit), str(JPEGExtended12Bit)})
