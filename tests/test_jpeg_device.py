@@ -25,7 +25,7 @@ from gpudcm.cuda.upsample import plan_upsample, upsample_frames
 from gpudcm.jpeg_markers import parse_j2k, parse_jpeg
 from gpudcm.routing import FULL_ENV, JPEG_SYNTAXES, route_bytes
 from gpudcm.tolerance import agreement
-from jpeg_refs import turbo_reference
+from jpeg_refs import device_ybr_and_rgb_agreement, turbo_reference
 from tests.harness import standins
 from tests.harness.host_ops import HostOps
 from tests.harness.hostbuild import host_upsample_launcher
@@ -118,17 +118,22 @@ def test_corpus_has_420_and_422_files():
 
 @pytest.mark.parametrize("path", SUBSAMPLED)
 def test_subsampled_jpeg_within_tolerance_of_pydicom(path, parity_log):
+    """Upsampled as pydicom's plugin does (Richter's filter): YCbCr within 1 of pydicom, RGB its conversion
+    (tests/jpeg_refs.py device_ybr_and_rgb_agreement); turbo mode is libjpeg-turbo's decode to the bit."""
     _, spec = _quiet(_prepare, path)
-    for raw in (True, False):
-        arr, infos = _device(path, raw=raw)
-        assert {i.backend for i in infos} == {"nvjpeg"}
-        ref = _quiet(gpudcm.pixel_array, path, device="cpu", raw=raw)
+    ybr, infos = _device(path, raw=True)
+    assert {i.backend for i in infos} == {"nvjpeg"}
+    rgb, _ = _device(path)
+    refs = [_quiet(gpudcm.pixel_array, path, device="cpu", raw=raw) for raw in (True, False)]
+    agree, rgb_agree = device_ybr_and_rgb_agreement(ybr, rgb, *refs, spec.transfer_syntax)
+    for raw, ref in zip((True, False), refs):
         turbo = turbo_reference(path, raw=raw)
-        agree = agreement(arr, ref, spec.transfer_syntax, alt=turbo)
-        assert agree.ok, f"raw={raw}: {agree}"
-        # the upsampling is libjpeg's to the last bit: libjpeg-turbo's own decode of the same planes
-        np.testing.assert_array_equal(arr, turbo)
-        parity_log.append((f"upsampled {'YBR' if raw else 'RGB'} {corpus_id(path)}", f"vs pydicom: {agree}"))
+        fast, _ = _device(path, raw=raw, upsampler="turbo")
+        np.testing.assert_array_equal(fast, turbo)
+        fast_agree = agreement(fast, ref, spec.transfer_syntax, alt=turbo)
+        assert fast_agree.ok, f"raw={raw}, turbo upsampler: {fast_agree}"
+        parity_log.append((f"upsampled {'YBR' if raw else 'RGB'} {corpus_id(path)}",
+                           f"vs pydicom: {agree if raw else rgb_agree}; turbo upsampler {fast_agree}"))
 
 
 @pytest.mark.parametrize("subsampling", [1, 2], ids=["422", "420"])

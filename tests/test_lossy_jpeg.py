@@ -11,10 +11,8 @@ import warnings
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space
-from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
 
 import gpudcm
 from gpudcm import codecs
@@ -22,6 +20,7 @@ from gpudcm.frames import extended_offsets, frame_bytes, frame_extents
 from gpudcm.spec import pixel_spec
 from gpudcm.tolerance import agreement
 from corpus import corpus_files, corpus_id, reference, transfer_syntax
+from lossy_jpeg_data import lossy_jpeg_dicom as _dicom
 
 imagecodecs = pytest.importorskip("imagecodecs")
 TURBO = "imagecodecs-libjpeg-turbo"
@@ -83,25 +82,6 @@ def _pillow(arr: np.ndarray, subsampling: int = 0, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "JPEG", quality=quality, subsampling=subsampling)
     return buf.getvalue()
-
-
-def _dicom(path, frames: list[bytes], rows: int, cols: int, samples: int, pi: str, bits: int = 8):
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit if bits == 8 else JPEGExtended12Bit
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, samples, pi
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (8, 8, 7, 0) if bits == 8 else (16, 12, 11, 0)
-    if samples == 3:
-        ds.PlanarConfiguration = 0
-    ds.NumberOfFrames = len(frames)
-    ds.LossyImageCompression = "01"
-    ds.PixelData = encapsulate(frames)
-    ds["PixelData"].VR = "OB"
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def _twelve_bit(seed: int) -> bytes:  # uniform noise: libjpeg-turbo's 12-bit IDCT reaches 3 off pydicom's

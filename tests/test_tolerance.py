@@ -41,4 +41,8 @@ def test_second_reference_only_where_the_references_disagree():
     a = agreement(got, ref, BASELINE, alt=alt)
     assert a.ok and a.judged_by_alt == 1 and a.max == 1
     assert not agreement(np.array([104, 97], np.uint8), ref, BASELINE, alt=alt).ok  # sample 1: pydicom rules
+    # where they disagree, the nearer reference: pydicom's value is fine there, halfway between is not
+    assert agreement(np.array([101, 100], np.uint8), ref, BASELINE, alt=alt).ok
+    wide = np.array([110, 100], np.uint8)
+    assert not agreement(np.array([105, 100], np.uint8), ref, BASELINE, alt=wide).ok
     assert not agreement(got, ref, LOSSLESS, alt=alt).ok  # no second reference for lossless syntaxes

@@ -20,6 +20,7 @@ from pydicom.pixels import pixel_array
 import gpudcm.wsi as wsi
 from gpudcm.errors import GpudcmError, InvalidPixelData
 from gpudcm.tolerance import agreement
+from jpeg_refs import assert_device_agrees
 from tests.harness.host_ops import HostOps
 from tests.wsi_data import make_pyramid
 
@@ -269,8 +270,9 @@ def test_device_path_through_stand_ins(pyramids, name):
             got = slide.read_region((x, y), level, (w, h), device="cuda", ops=ops, infos=infos)
             want = canvas[max(y, 0) : y + h, max(x, 0) : x + w]
             alt = slide.read_region((x, y), level, (w, h), device="cpu", exact=False)  # libjpeg-turbo
-            verdict = agreement(got, want, ts, alt=alt)
-            assert verdict.ok, (name, level, (x, y, w, h), str(verdict))
+            # YCbCr tiles converted to RGB: nvJPEG's integer IDCT is 1 off in Y and Cb, 3 after pydicom's
+            # conversion (tests/jpeg_refs.py DEVICE_YCBCR_RGB_MAX)
+            assert_device_agrees(got, want, ts, alt=alt, ycbcr_rgb=pyr.codec == "jpeg" and pyr.samples == 3)
             assert all(i.backend in ("nvjpeg", "j2k") and i.fallback_from is None for i in infos), infos[:2]
             routed += len(infos)
             padded = slide.read_region((x, y), level, (w, h), device="cuda", ops=ops, clip=False)

@@ -16,7 +16,7 @@ from pydicom.pixels.utils import _get_jpg_parameters
 
 __all__ = [
     "at_pixel_data", "read_file_meta_info", "read_dataset", "read_preamble", "get_jpg_parameters",
-    "forget_pixel_array", "PRIVATE_NAMES",
+    "forget_pixel_array", "decoding_plugins", "PRIVATE_NAMES",
 ]
 
 # The private names behind this module: (pydicom module, name).
@@ -26,6 +26,7 @@ PRIVATE_NAMES = (
     ("pydicom.pixels.utils", "_get_jpg_parameters"),
     ("pydicom.dataset", "Dataset._pixel_array"),
     ("pydicom.dataset", "Dataset._pixel_id"),
+    ("pydicom.pixels.common", "CoderBase._available"),
 )
 
 # stop_when for read_dataset: True at (7FE0,0008/0009/0010), the three pixel data elements.
@@ -45,3 +46,16 @@ def forget_pixel_array(ds: Dataset) -> None:
     attribute setter (which resets the cache itself)."""
     ds._pixel_array = None
     ds._pixel_id = {}
+
+
+def decoding_plugins(transfer_syntax) -> list[str]:
+    """The installed plugins of pydicom's decoder for `transfer_syntax`, in the order pydicom tries them
+    (its public ``available_plugins`` is sorted by name); [] when it has none or no decoder."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
+    try:
+        decoder = get_decoder(UID(str(transfer_syntax)))
+    except NotImplementedError:
+        return []
+    return list(decoder._available)

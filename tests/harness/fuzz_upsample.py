@@ -33,7 +33,8 @@ def one_case(rng: np.random.Generator, launch, exact: Exact) -> int:
     # malloc'd blocks of exactly their size, so AddressSanitizer sees a read one byte past the end
     src = exact(rng.integers(0, 256, size=int(rng.integers(0, n_frames * max(offset, 1) + 8)), dtype=np.uint8))
     geometry = Geometry(int(rng.integers(1, 4)), int(rng.choice([1, 7, 32, 256])))
-    plan = UpsampleLaunch("gpudcm_upsample_8", geometry, n_frames, rows, cols, planes, stride, tuple(meta))
+    mode = int(rng.integers(0, 3))  # turbo, richter, or a mode the kernel must reject
+    plan = UpsampleLaunch("gpudcm_upsample_8", geometry, n_frames, rows, cols, planes, stride, tuple(meta), mode)
     out = exact(np.empty(plan.n_elements, dtype=np.uint8))
     return launch(plan, src, out)
 

@@ -194,7 +194,7 @@ def host_upsample_launcher(sanitize: bool = False):
     from gpudcm.cuda.upsample import UpsampleLaunch
 
     u32, u64, vp = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
-    fn = function("gpudcm_host_upsample", u32, [u32, u32, vp, u64, u32, u32, u32, u32, u64, vp, vp], sanitize)
+    fn = function("gpudcm_host_upsample", u32, [u32, u32, vp, u64, u32, u32, u32, u32, u64, u32, vp, vp], sanitize)
 
     def launch(plan: UpsampleLaunch, src: np.ndarray, out: np.ndarray) -> int:
         src = np.ascontiguousarray(src, dtype=np.uint8)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from .. import cpu
-from ..codecs import conformed_photometric as jpeg_photometric, decode_frame
+from ..codecs import choose, conformed_photometric as jpeg_photometric, decode_frame, frame_info
 from ..errors import DecodeError
 from ..frames import frame_bytes, frame_extents
-from ..pydicom_compat import get_jpg_parameters
+from ..pydicom_compat import decoding_plugins, get_jpg_parameters
 from ..routing import J2K_SYNTAXES, FrameInfo, GpuEnv, parse_frame, route_frame
 from ..spec import PixelSpec
 from .colour import YBR_PHOTOMETRICS, ybr_to_rgb
@@ -65,14 +65,32 @@ def correct_unused_bits(arr, spec: PixelSpec, *, launcher, xp, into=None):
     return out
 
 
+def reference_upsampler(spec: PixelSpec, frame: bytes) -> str:
+    """The chroma upsampler (``gpudcm.cuda.upsample.UPSAMPLERS``) of the CPU decode the device must match
+    for a lossy JPEG `frame`: the CPU registry's backend for it (``gpudcm.codecs.choose``; subsampled chroma
+    goes to pydicom's plugin), and pydicom's first plugin for the syntax: ``"richter"`` when that is
+    pylibjpeg (pylibjpeg-libjpeg: Richter's libjpeg, whose in-place 4:2:2 filter differs from
+    libjpeg-turbo's by up to 28 on noisy chroma), else ``"turbo"`` (libjpeg-turbo through imagecodecs or
+    Pillow; GDCM's IJG libjpeg filters as libjpeg-turbo does). Non-subsampled frames upsample nothing."""
+    try:
+        backend, _ = choose(spec, frame_info(spec, frame))
+    except Exception:  # no CPU codec installed: nothing to match but the JPEG family's own filter
+        return "turbo"
+    if backend.name == "pydicom-plugins" and decoding_plugins(spec.transfer_syntax)[:1] == ["pylibjpeg"]:
+        return "richter"
+    return "turbo"
+
+
 def _as_container(item, spec: PixelSpec, xp):
     """nvJPEG's lossless uint16 samples in the Bits Allocated container (bits read as pydicom reads them)."""
     arr = xp.asarray(item).reshape(spec.frame_shape)
     return arr.view(spec.dtype) if arr.dtype.itemsize == spec.dtype.itemsize else arr.astype(spec.dtype)
 
 
-def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec: PixelSpec, ops) -> list:
-    """Library items -> frames in spec.dtype (uncorrected for Bits Stored); an Exception per item that failed."""
+def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec: PixelSpec, ops,
+                  upsampler: Callable[[int], str]) -> list:
+    """Library items -> frames in spec.dtype (uncorrected for Bits Stored); an Exception per item that failed.
+    ``upsampler(n)``: how item `n`'s chroma is upsampled (asked once per plane layout)."""
     xp = ops.xp
     out: list = [None] * len(items)
     if backend == "j2k":
@@ -95,7 +113,10 @@ def _finish_group(backend: str, mode: str | None, items: list, metas: list, spec
             shapes.setdefault((tuple(component_shapes(info)), tuple(expansion(info))), []).append(n)
     for ns in shapes.values():  # one upsampling launch per plane layout
         try:
-            frames = upsample_frames([items[n] for n in ns], metas[ns[0]], launcher=ops.upsample_launcher, xp=xp)
+            # the CPU rule depends on the sampling factors, precision and colour markers; only subsampled
+            # frames are filtered, and every subsampled layout gets one answer, so the first frame decides
+            frames = upsample_frames([items[n] for n in ns], metas[ns[0]], launcher=ops.upsample_launcher, xp=xp,
+                                     upsampler=upsampler(ns[0]))
             for n, arr in zip(ns, frames):
                 out[n] = arr.reshape(spec.frame_shape).astype(spec.dtype, copy=False)
         except Exception as exc:
@@ -140,12 +161,16 @@ JPEG_BATCH_BYTES = 32 << 20
 def decode_jpeg_family(
     ds, spec: PixelSpec, *, index, raw: bool, as_rgb: bool, ops, env: GpuEnv,
     decoders: Decoders | None = None, extended_offsets=None, out=None, batch_bytes: int | None = None,
+    upsampler: str | None = None,
 ) -> tuple[Any, list[FrameInfo]]:
     """All frames (``index=None``), frame `index` (an int) or frames `index` (a list: a frame axis kept)
     of a JPEG-family file as one `ops.xp` array, and where each went. `ds` is a Dataset holding the
     element or a gpudcm.reader.PixelReader: then each batch of frames (`batch_bytes`, default
     JPEG_BATCH_BYTES, of compressed bytes) is read from the file when it is decoded. `out` (C-contiguous,
     the result's shape and dtype) receives the frames, with no temporary of its size.
+
+    Subsampled nvJPEG frames are upsampled as the CPU decode does (:func:`reference_upsampler`: Richter's
+    filter where that is pydicom's plugin), or as `upsampler` says (``"turbo"``: libjpeg-turbo's values).
 
     A GPU library failing at run time (raising, or returning None for an item) does not fail the call:
     those frames are decoded by the CPU plugin, and their FrameInfo names the backend that failed and why.
@@ -172,7 +197,8 @@ def decode_jpeg_family(
         data = {i: frames.read(i) for i in wanted[batch.start : batch.stop] if i < len(frames.extents)}
         if batch.start == 0 and wanted[0] in data:
             first = data[wanted[0]]
-        on_gpu = _decode_rows(frames, spec, wanted[batch.start : batch.stop], data, rows, infos, ops, env, decoders)
+        on_gpu = _decode_rows(frames, spec, wanted[batch.start : batch.stop], data, rows, infos, ops, env, decoders,
+                              upsampler)
         if on_gpu and spec.corrects_unused_bits:  # the CPU frames are corrected already; correcting is idempotent
             correct_unused_bits(rows, spec, launcher=ops.native_launcher, xp=xp, into=rows)
     pi = conformed_photometric(spec, first) if first is not None else spec.photometric_interpretation
@@ -185,10 +211,10 @@ def decode_jpeg_family(
 
 
 def _decode_rows(frames: _Frames, spec: PixelSpec, wanted: list[int], data: dict, out, infos: list, ops, env: GpuEnv,
-                 decoders: Decoders | None) -> list[int]:
-    """Frames `wanted` (their bytes in `data`) into ``out[k]``: routed, the GPU ones decoded in batches,
-    the rest (and GPU failures) by the CPU plugin; appends a FrameInfo each. Returns the rows the GPU
-    decoded."""
+                 decoders: Decoders | None, upsampler: str | None = None) -> list[int]:
+    """Frames `wanted` (their bytes in `data`) into ``out[k]``: routed, the GPU ones decoded in batches
+    (subsampled chroma upsampled as `upsampler` says, else as the CPU decode does), the rest (and GPU
+    failures) by the CPU plugin; appends a FrameInfo each. Returns the rows the GPU decoded."""
     xp = ops.xp
     base = len(infos)
     routes, parsed = {}, {}
@@ -219,7 +245,8 @@ def _decode_rows(frames: _Frames, spec: PixelSpec, wanted: list[int], data: dict
             items = decoders[backend](batch, metas, mode) if backend == "nvjpeg" else decoders[backend](batch, metas, spec)
             if len(items) != len(ks):
                 raise DecodeError(f"{backend} returned {len(items)} items for {len(ks)} frames")
-            finished = _finish_group(backend, mode, list(items), metas, spec, ops)
+            finished = _finish_group(backend, mode, list(items), metas, spec, ops,
+                                     lambda n: upsampler or reference_upsampler(spec, batch[n]))
         except Exception as exc:  # the whole call failed
             finished = [exc] * len(ks)
         for k, arr in zip(ks, finished):

@@ -1,6 +1,8 @@
 """JPEG component planes (chroma at its real, subsampled size, as nvJPEG's ``NVJPEG_OUTPUT_UNCHANGED``
-returns it) to interleaved ``(rows, cols, components)`` samples, upsampled as libjpeg's "fancy" upsampler
-does (``kernels/upsample.cuh``).
+returns it) to interleaved ``(rows, cols, components)`` samples, upsampled as one of two CPU decoders does
+(``kernels/upsample.cuh``): ``"turbo"``, libjpeg-turbo's "fancy" upsampler, or ``"richter"``, Thomas
+Richter's libjpeg (pylibjpeg-libjpeg, pydicom's default JPEG plugin), which filters each 8-sample block
+in place and so computes output column 8k+1 from output 8k+2.
 
 :func:`plan_upsample` and :func:`stage_planes` are NumPy-only; :func:`upsample_frames` takes a `launcher`
 so CI runs the same plan through the host build of the kernel logic.
@@ -18,6 +20,7 @@ from ..jpeg_markers import JpegInfo
 from .kernels import Geometry, launch_geometry
 
 MAX_PLANES = 4
+UPSAMPLERS = {"turbo": 0, "richter": 1}  # kernels/upsample.cuh GD_UPSAMPLE_TURBO, GD_UPSAMPLE_RICHTER
 
 
 def component_shapes(info: JpegInfo) -> list[tuple[int, int]]:
@@ -46,6 +49,7 @@ class UpsampleLaunch:
     planes: int
     frame_stride: int
     meta: tuple[int, ...]  # per plane: offset, height, width, fy, fx
+    mode: int = UPSAMPLERS["turbo"]
 
     @property
     def n_elements(self) -> int:
@@ -57,11 +61,14 @@ class UpsampleLaunch:
     def scalars(self) -> tuple:
         """The scalar arguments after (src, src_len), with explicit C types."""
         return (np.uint32(self.n_frames), np.uint32(self.rows), np.uint32(self.cols), np.uint32(self.planes),
-                np.uint64(self.frame_stride))
+                np.uint64(self.frame_stride), np.uint32(self.mode))
 
 
-def plan_upsample(info: JpegInfo, n_frames: int) -> UpsampleLaunch:
-    """Pure plan of the launch for `n_frames` frames sharing `info`'s size and sampling factors."""
+def plan_upsample(info: JpegInfo, n_frames: int, upsampler: str = "turbo") -> UpsampleLaunch:
+    """Pure plan of the launch for `n_frames` frames sharing `info`'s size and sampling factors, upsampled
+    as `upsampler` (a key of :data:`UPSAMPLERS`) does."""
+    if upsampler not in UPSAMPLERS:
+        raise ValueError(f"upsampler {upsampler!r} is not one of {sorted(UPSAMPLERS)}")
     shapes, factors = component_shapes(info), expansion(info)
     if not 1 <= len(shapes) <= MAX_PLANES:
         raise InvalidPixelData(f"no upsampling kernel for {len(shapes)} components")
@@ -75,7 +82,7 @@ def plan_upsample(info: JpegInfo, n_frames: int) -> UpsampleLaunch:
         offset += h * w
     n = n_frames * info.rows * info.columns * len(shapes)
     return UpsampleLaunch("gpudcm_upsample_8", launch_geometry(n), n_frames, info.rows, info.columns, len(shapes),
-                          offset, tuple(meta))
+                          offset, tuple(meta), UPSAMPLERS[upsampler])
 
 
 def stage_planes(frames: Sequence[Sequence], plan: UpsampleLaunch, xp=np):
@@ -96,9 +103,11 @@ def stage_planes(frames: Sequence[Sequence], plan: UpsampleLaunch, xp=np):
 Launcher = Callable[[UpsampleLaunch, object, object], int]
 
 
-def upsample_frames(frames: Sequence[Sequence], info: JpegInfo, *, launcher: Launcher, xp=np):
-    """Frames of planes (all shaped as `info` says) -> ``(n, rows, cols[, components])`` uint8."""
-    plan = plan_upsample(info, len(frames))
+def upsample_frames(frames: Sequence[Sequence], info: JpegInfo, *, launcher: Launcher, xp=np,
+                    upsampler: str = "turbo"):
+    """Frames of planes (all shaped as `info` says) -> ``(n, rows, cols[, components])`` uint8, upsampled
+    as `upsampler` does."""
+    plan = plan_upsample(info, len(frames), upsampler)
     src = stage_planes(frames, plan, xp)
     out = xp.empty(plan.n_elements, dtype=xp.uint8)
     status = launcher(plan, src, out) if plan.n_elements else 0

@@ -224,8 +224,10 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
         from ..cuda.jpeg_path import decode_jpeg_family
 
         ds, sub = reader.subset(list(indices))
+        # exact=False asks for libjpeg-turbo's values (as wsidicom decodes): its chroma filter on the device too
         arr, frame_infos = decode_jpeg_family(ds, sub, index=None, raw=raw, as_rgb=True, ops=ops, env=ops.jpeg_env,
-                                              decoders=decoders or ops.jpeg_decoders)
+                                              decoders=decoders or ops.jpeg_decoders,
+                                              upsampler="turbo" if exact is False else None)
         if infos is not None:
             infos += [replace(f, frame=indices[f.frame]) for f in frame_infos]  # frame numbers of the file
         out[...] = arr.reshape(out.shape)
