@@ -498,6 +498,13 @@ def _batch_pool(threads: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpudcm-batch")
 
 
+def _beside_others(decoded: Callable[[int, Any], Any], k: int, source: Any) -> Any:
+    from .codecs.parallel import sharing_gil
+
+    with sharing_gil():
+        return decoded(k, source)
+
+
 def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any], Any], workers: int | None) -> list:
     """``[decoded(k, opened(k)) for k in range(n)]``, pipelined: this thread opens the sources in order
     (pydicom's header parse holds the GIL) while `workers` threads (default: all cores when the first
@@ -516,7 +523,7 @@ def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any]
     pending: deque = deque()
     try:
         for k in range(n):
-            pending.append((k, pool.submit(decoded, k, first if k == 0 else opened(k))))
+            pending.append((k, pool.submit(_beside_others, decoded, k, first if k == 0 else opened(k))))
             while len(pending) > 2 * workers:
                 j, fut = pending.popleft()
                 results[j] = fut.result()

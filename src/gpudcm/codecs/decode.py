@@ -25,6 +25,7 @@ from pydicom.pixels.processing import convert_color_space
 from ..errors import DecodeError, GpudcmError
 from ..spec import PixelSpec
 from . import pydicom_plugins
+from .parallel import sharing_gil
 from .registry import PYDICOM, PYDICOM_NATIVE, Backend, choose
 
 _INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -58,11 +59,12 @@ def thread_map(fn, items: Sequence, threads: int | None) -> list:
     counter = itertools.count()  # next() is atomic under the GIL
 
     def work() -> None:
-        while (k := next(counter)) < len(items):
-            try:
-                results[k] = fn(items[k])
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, in item order
-                errors[k] = exc
+        with sharing_gil():
+            while (k := next(counter)) < len(items):
+                try:
+                    results[k] = fn(items[k])
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, in item order
+                    errors[k] = exc
 
     pool = _pool(n - 1, os.getpid())
     helpers = [pool.submit(work) for _ in range(n - 1)]

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..spec import PixelSpec
 from . import pydicom_plugins
+from .parallel import in_parallel
 
 
 @lru_cache(maxsize=None)
@@ -228,13 +229,15 @@ def rle_decode_into(data, spec: PixelSpec, info: Any, out: np.ndarray) -> bool:
     pydicom's rules); False for frames :func:`rle_decode` takes (several samples, irregular segments)."""
     if spec.samples_per_pixel != 1 or out.dtype.itemsize != spec.itemsize or not out.flags.c_contiguous:
         return False
+    if in_parallel():  # PackBits holds the GIL: beside other threads its DICOM RLE decoder (GIL released) wins
+        return False
     offsets = _check_rle_header(data, spec)
     return _rle_by_segment(data, spec, offsets, out.view(f"u{spec.itemsize}")) is not None
 
 
 def rle_decode(data, spec: PixelSpec, info: Any) -> np.ndarray:
     offsets = _check_rle_header(data, spec)
-    if spec.samples_per_pixel == 1:
+    if spec.samples_per_pixel == 1 and not in_parallel():
         arr = _rle_by_segment(data, spec, offsets)
         if arr is not None:
             return arr
