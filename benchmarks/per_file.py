@@ -101,6 +101,7 @@ def measure(path: Path, rounds: int) -> tuple[float, float] | None:
             a, b = ours(), theirs()
     except Exception:  # noqa: BLE001 - only files both decode are timed
         return None
+    b = b.astype(b.dtype.newbyteorder("="), copy=False)  # pydicom keeps a big-endian file's byte order
     verdict = agreement(a, b, pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
     if not verdict.ok:  # lossless: equal; lossy: within gpudcm.tolerance
         raise SystemExit(f"{path}: gpudcm and pydicom differ: {verdict}")

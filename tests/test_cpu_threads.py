@@ -93,3 +93,24 @@ def test_large_multiframe_file_uses_the_pool(tmp_path, pool_calls):
 def big_rle(path):
     """8 frames of 512 x 512 12-bit noise: each frame's RLE decode takes well over MIN_THREAD_SECONDS."""
     return _rle(path, 8, 512)
+
+
+def test_a_frame_decoded_alone_lends_the_cores_to_openjpeg(monkeypatch):
+    """A single J2K frame (nothing else to run beside it) decodes with OpenJPEG's own threads, all cores;
+    frames beside other decoding threads (sharing_gil) keep one each; values stay pydicom's."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    from gpudcm.codecs import default_threads, thread_map
+    from gpudcm.codecs.parallel import codec_threads, lending_threads, sharing_gil
+
+    path = next(p for p in corpus_files() if p.name == "MR_small_jp2klossless.dcm")
+    calls = []
+    real = imagecodecs.jpeg2k_decode
+    monkeypatch.setattr(imagecodecs, "jpeg2k_decode", lambda data, **kw: calls.append(kw.get("numthreads", 1)) or real(data, **kw))
+    np.testing.assert_array_equal(gpudcm.pixel_array(path, device="cpu"), reference(path))
+    assert calls == [default_threads()]
+    with lending_threads(4):
+        assert codec_threads() == 4
+        with sharing_gil():
+            assert codec_threads() == 1
+        assert thread_map(lambda _: codec_threads(), range(3), 2) == [1, 1, 1]
+    assert codec_threads() == 1

@@ -25,7 +25,7 @@ from pydicom.pixels.processing import convert_color_space
 from ..errors import DecodeError, GpudcmError
 from ..spec import PixelSpec
 from . import pydicom_plugins
-from .parallel import sharing_gil
+from .parallel import lending_threads, sharing_gil
 from .registry import PYDICOM, PYDICOM_NATIVE, Backend, choose
 
 _INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -243,7 +243,8 @@ def decode_frames(spec: PixelSpec, frames: Sequence, out: np.ndarray, *, raw: bo
                 spec, frames, out, raw=raw, as_rgb=as_rgb, processes=workers):
             return [b.name for b in chosen]
     if not parallel or n <= 2 or (threads or default_threads()) <= 1:
-        return [one(k) for k in range(n)]
+        with lending_threads(threads or default_threads()):  # frames decoded one by one: codecs may thread
+            return [one(k) for k in range(n)]
     # the cost of a frame: the cheaper of the first two, in this thread's CPU time (what the codec costs,
     # not how loaded the machine is; the first may pay for a first import)
     done, costs = [], []

@@ -26,3 +26,21 @@ def sharing_gil(on: bool = True) -> Iterator[None]:
         yield
     finally:
         _state.parallel = before
+
+
+def codec_threads() -> int:
+    """Threads a codec call on this thread may use itself (OpenJPEG's ``numthreads``): 1 unless inside
+    :func:`lending_threads` outside :func:`sharing_gil`."""
+    return 1 if in_parallel() else getattr(_state, "lent", 1)
+
+
+@contextmanager
+def lending_threads(threads: int) -> Iterator[None]:
+    """Let the codec calls of this thread use `threads` threads (a frame decoded alone: its codec may
+    use the cores the frame threads would have)."""
+    before = getattr(_state, "lent", 1)
+    _state.lent = max(1, threads)
+    try:
+        yield
+    finally:
+        _state.lent = before
