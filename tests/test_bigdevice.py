@@ -301,3 +301,20 @@ def test_gpu_out_gets_no_temporary_of_its_size(name, medium, monkeypatch):
     assert got is buf
     np.testing.assert_array_equal(cupy.asnumpy(buf), want)
     assert all(n < buf.nbytes for n in sizes), (sizes, buf.nbytes)
+
+
+def test_native_subset_stages_its_frames_not_the_bytes_between(medium, monkeypatch):
+    """indices=[0, -1] of a native file: two frames staged, not the element between them; runs of
+    consecutive frames still go in one read."""
+    from gpudcm.cuda import pipeline
+
+    path = medium["native"]
+    monkeypatch.setattr(pipeline, "DEFAULT_BATCH_BYTES", 3 * FRAME + 64)
+    read = _reads(monkeypatch)
+    with on_host_device(monkeypatch, CountingOps()) as ops:
+        with open_pixels(path) as reader:
+            read.clear()
+            got = gpudcm.pixel_array(reader, indices=[0, -1, 4, 5, 6], device="cuda")
+    np.testing.assert_array_equal(got, pydicom_pixel_array(path)[[0, 11, 4, 5, 6]])
+    assert max(ops.staging) <= 3 * FRAME + 64 and max(n for _, n in read) <= 3 * FRAME + 2
+    assert sorted(n for _, n in read) == [FRAME, FRAME, 3 * FRAME]

@@ -228,7 +228,7 @@ def _parts(requests: Sequence[Request], budget: int, shared: Any, ops: Ops, resu
     so the staging holds one batch, not the request's element."""
     parts = []
     for i, r in enumerate(requests):
-        if r.n_frames < 2 or _staged_bytes(r) <= budget:
+        if r.n_frames < 2 or (_staged_bytes(r) <= budget and _span_bytes(r) <= budget):
             parts.append(_Part(i, r))
             continue
         target = shared[i] if shared is not None else ops.empty(r.shape, r.spec.dtype)
@@ -236,10 +236,25 @@ def _parts(requests: Sequence[Request], budget: int, shared: Any, ops: Ops, resu
         flat, pixels = target.reshape(-1), r.spec.frame_pixels
         numbers = list(range(r.spec.number_of_frames)) if r.index is None else list(r.index)
         per = max(1, (budget - 2) // max(1, max(f[0].length for f in r.frames)))
-        for a in range(0, len(numbers), per):
-            run = numbers[a : a + per]
+        for a, run in _runs(numbers, per):  # a subset's far-apart frames are not staged with what lies between
             parts.append(_Part(i, Request(r.spec, r.buffer, run), flat[a * pixels : (a + len(run)) * pixels]))
     return parts
+
+
+def _span_bytes(req: Request) -> int:
+    """The element bytes staging `req` copies: from its first frame's start to its last frame's end."""
+    return max(f[0].end for f in req.frames) - min(f[0].offset for f in req.frames)
+
+
+def _runs(numbers: Sequence[int], per: int) -> list[tuple[int, list[int]]]:
+    """(position, frame numbers) runs of `numbers`: consecutive frames, at most `per` a run."""
+    runs: list[tuple[int, list[int]]] = []
+    for k, n in enumerate(numbers):
+        if runs and len(runs[-1][1]) < per and n == runs[-1][1][-1] + 1:
+            runs[-1][1].append(n)
+        else:
+            runs.append((k, [n]))
+    return runs
 
 
 def _part_groups(parts: Sequence[_Part]) -> list[range]:
