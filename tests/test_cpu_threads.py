@@ -96,18 +96,23 @@ def big_rle(path):
 
 
 def test_a_frame_decoded_alone_lends_the_cores_to_openjpeg(monkeypatch):
-    """A single J2K frame (nothing else to run beside it) decodes with OpenJPEG's own threads, all cores;
-    frames beside other decoding threads (sharing_gil) keep one each; values stay pydicom's."""
+    """A single J2K frame (nothing else to run beside it) of 48 KiB or more decodes with OpenJPEG's own
+    threads, all cores (a smaller one does not pay for starting them); frames beside other decoding threads
+    (sharing_gil) keep one each; values stay pydicom's."""
     imagecodecs = pytest.importorskip("imagecodecs")
     from gpudcm.codecs import default_threads, thread_map
     from gpudcm.codecs.parallel import codec_threads, lending_threads, sharing_gil
 
-    path = next(p for p in corpus_files() if p.name == "MR_small_jp2klossless.dcm")
+    files = {p.name: p for p in corpus_files()}
+    if "US1_J2KR.dcm" not in files:
+        pytest.skip("needs pydicom-data's US1_J2KR.dcm")
     calls = []
     real = imagecodecs.jpeg2k_decode
     monkeypatch.setattr(imagecodecs, "jpeg2k_decode", lambda data, **kw: calls.append(kw.get("numthreads", 1)) or real(data, **kw))
-    np.testing.assert_array_equal(gpudcm.pixel_array(path, device="cpu"), reference(path))
-    assert calls == [default_threads()]
+    for name, threads in (("US1_J2KR.dcm", default_threads()), ("MR_small_jp2klossless.dcm", 1)):  # 149 / 4 KiB
+        calls.clear()
+        np.testing.assert_array_equal(gpudcm.pixel_array(files[name], device="cpu"), reference(files[name]))
+        assert calls == [threads], name
     with lending_threads(4):
         assert codec_threads() == 4
         with sharing_gil():

@@ -69,31 +69,3 @@ def test_a_short_segment_goes_to_the_dicom_rle_decoder(tmp_path):
     with pytest.raises(ValueError):
         icc.rle_decode(short, spec, {})
 
-
-def test_beside_other_threads_frames_go_to_the_dicom_rle_decoder(tmp_path, monkeypatch):
-    """PackBits holds the GIL: inside ``sharing_gil`` (a thread_map or batch pipeline of > 1 thread) a
-    one-sample frame goes to imagecodecs' DICOM RLE decoder (GIL released); alone, segment by segment."""
-    from gpudcm.codecs import thread_map
-    from gpudcm.codecs.parallel import in_parallel, sharing_gil
-
-    path = _rle_file(tmp_path, 16, 12, 1)
-    used = []
-    real_segments, real_rle = icc._rle_by_segment, imagecodecs.dicomrle_decode
-    monkeypatch.setattr(icc, "_rle_by_segment", lambda *a, **k: used.append("segments") or real_segments(*a, **k))
-    monkeypatch.setattr(imagecodecs, "dicomrle_decode", lambda *a, **k: used.append("dicomrle") or real_rle(*a, **k))
-    ref = pydicom_pixel_array(path)
-    with gpudcm.open_pixels(path) as r:
-        frame, spec = bytes(r.frame_bytes(0)), r.spec
-    out = np.empty(spec.frame_shape, dtype=spec.dtype)
-    assert not in_parallel() and icc.rle_decode_into(frame, spec, {}, out) and used == ["segments"]
-    used.clear()
-    with sharing_gil():
-        assert in_parallel() and not icc.rle_decode_into(frame, spec, {}, out)
-        stored = icc.rle_decode(frame, spec, {})
-    np.testing.assert_array_equal(stored.reshape(-1), np.frombuffer(real_rle(frame, "<u2"), "<u2"))
-    assert used == ["dicomrle"] and not in_parallel()
-    assert thread_map(lambda _: in_parallel(), range(4), 2) == [True] * 4  # every thread of a pool, the caller too
-    assert thread_map(lambda _: in_parallel(), range(4), 1) == [False] * 4
-    used.clear()
-    np.testing.assert_array_equal(gpudcm.decode_batch([path] * 3, device="cpu", workers=2)[2], ref)
-    assert "dicomrle" in used

@@ -87,7 +87,6 @@ def _fragments(spec: PixelSpec, buf) -> tuple[list[int], list[Extent]]:
         raise InvalidPixelData(f"{src}: the Basic Offset Table claims {bot_len} bytes but only {n - 8} follow")
     bot = list(struct.unpack(f"<{bot_len // 4}L", buf[8 : 8 + bot_len])) if bot_len else []
     pos = 8 + bot_len
-    first = pos
     frags: list[Extent] = []
     while pos + 4 <= n:
         head = bytes(buf[pos : pos + 8])
@@ -110,12 +109,11 @@ def _fragments(spec: PixelSpec, buf) -> tuple[list[int], list[Extent]]:
                 f"{src}: fragment {len(frags)} at byte {pos} claims {length} bytes but only "
                 f"{n - pos - 8} remain in the Pixel Data"
             )
-        frags.append(Extent(pos + 8 - first, length))
+        frags.append(Extent(pos + 8, length))  # offsets within the element
         pos += 8 + length
     if not frags:
         raise InvalidPixelData(f"{src}: the encapsulated Pixel Data holds no fragments")
-    # make offsets absolute within the element
-    return bot, [Extent(f.offset + first, f.length) for f in frags]
+    return bot, frags
 
 
 def _decode_table(values, name: str, src: str) -> list[int]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..spec import PixelSpec
 from . import pydicom_plugins
-from .parallel import codec_threads, in_parallel
+from .parallel import codec_threads
 
 
 @lru_cache(maxsize=None)
@@ -166,8 +166,13 @@ def _j2k_container(arr: np.ndarray, info: dict) -> np.ndarray:
     return arr
 
 
+J2K_THREAD_BYTES = 48 << 10
+
+
 def j2k_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
-    threads = codec_threads()  # OpenJPEG's threads give its single-thread values (the parity suite checks)
+    # OpenJPEG's threads give its single-thread values (the parity suite checks); they cost ~1 ms to start,
+    # so only a frame of J2K_THREAD_BYTES or more gets them (benchmarks/per_file.py: smaller ones got slower)
+    threads = codec_threads() if len(data) >= J2K_THREAD_BYTES else 1
     arr = _ic().jpeg2k_decode(data, numthreads=threads) if threads > 1 else _ic().jpeg2k_decode(data)
     return _shape_check(_j2k_container(arr, info), spec)
 
@@ -231,15 +236,13 @@ def rle_decode_into(data, spec: PixelSpec, info: Any, out: np.ndarray) -> bool:
     pydicom's rules); False for frames :func:`rle_decode` takes (several samples, irregular segments)."""
     if spec.samples_per_pixel != 1 or out.dtype.itemsize != spec.itemsize or not out.flags.c_contiguous:
         return False
-    if in_parallel():  # PackBits holds the GIL: beside other threads its DICOM RLE decoder (GIL released) wins
-        return False
     offsets = _check_rle_header(data, spec)
     return _rle_by_segment(data, spec, offsets, out.view(f"u{spec.itemsize}")) is not None
 
 
 def rle_decode(data, spec: PixelSpec, info: Any) -> np.ndarray:
     offsets = _check_rle_header(data, spec)
-    if spec.samples_per_pixel == 1 and not in_parallel():
+    if spec.samples_per_pixel == 1:
         arr = _rle_by_segment(data, spec, offsets)
         if arr is not None:
             return arr
