@@ -19,30 +19,20 @@ from pathlib import Path
 
 import numpy as np
 from pydicom import dcmwrite
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-import gpudcm
-from gpudcm.codecs import decode as codec_decode
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import gpudcm  # noqa: E402
+from datagen import _base_dataset  # noqa: E402
+from gpudcm.codecs import decode as codec_decode  # noqa: E402
 
 
 def rle_file(path: Path, frames: int, side: int, samples: int, syntax=RLELossless) -> Path:
     rng = np.random.default_rng(side * frames + samples)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows = ds.Columns = side
-    ds.SamplesPerPixel = samples
-    ds.PhotometricInterpretation = "RGB" if samples == 3 else "MONOCHROME2"
-    if samples == 3:
-        ds.PlanarConfiguration = 0
-    ds.NumberOfFrames = frames
     bits = 8 if samples == 3 else 16
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    ds = _base_dataset(ExplicitVRLittleEndian, rows=side, cols=side, frames=frames, spp=samples,
+                       photometric="RGB" if samples == 3 else "MONOCHROME2", bits_allocated=bits,
+                       bits_stored=bits, pixel_rep=0)
     shape = (frames, side, side) + ((samples,) if samples > 1 else ())
     # smooth-ish data (a ramp plus noise) so RLE runs are as in images, not random bytes
     ramp = np.add.outer(np.arange(side), np.arange(side)).astype(np.int64)

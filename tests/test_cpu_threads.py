@@ -7,26 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydicom import dcmwrite
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 import gpudcm
 from gpudcm.codecs import decode as codec_decode
 from corpus import corpus_files, reference
+from datagen import _base_dataset
 
 
 def _rle(path, frames: int, side: int):
     rng = np.random.default_rng(side)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows = ds.Columns = side
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.NumberOfFrames = 1, "MONOCHROME2", frames
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds = _base_dataset(ExplicitVRLittleEndian, rows=side, cols=side, frames=frames, spp=1, photometric="MONOCHROME2",
+                       bits_allocated=16, bits_stored=12, pixel_rep=0)
     arr = rng.integers(0, 4096, size=(frames, side, side), dtype=np.uint16)
     ds.set_original_encoding(False, True)
     ds.PixelData = arr.tobytes()

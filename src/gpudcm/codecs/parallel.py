@@ -20,10 +20,10 @@ def in_parallel() -> bool:
 
 
 @contextmanager
-def sharing_gil(on: bool = True) -> Iterator[None]:
-    """Mark this thread as decoding beside others (`on`) for the duration."""
+def sharing_gil() -> Iterator[None]:
+    """Mark this thread as decoding beside others for the duration."""
     before = in_parallel()
-    _state.parallel = on
+    _state.parallel = True
     try:
         yield
     finally:
