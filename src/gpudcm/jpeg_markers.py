@@ -329,3 +329,33 @@ def parse_j2k(data) -> J2kInfo:
         precisions=precisions, signed=signed, subsampled=sub, mct=cod[4], reversible=cod[9] == 1,
         layers=cod[2] << 8 | cod[3], levels=cod[5], progression=cod[1], high_throughput=ht, jp2=jp2,
     )
+
+
+def first_scan_end(data) -> int | None:
+    """The offset just past the first SOS segment of a JPEG frame (the header :func:`parse_jpeg` reads
+    with ``all_scans=False``), walking the length fields; None when the stream does not get there (not
+    a JPEG, cut off, a marker missing): nothing is raised."""
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != _SOI:
+        return None
+    pos = 2
+    while pos + 3 < n:
+        if data[pos] != 0xFF:
+            return None
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos + 2 >= n:
+            return None
+        marker = data[pos]
+        if marker == _EOI or marker == 0x00:
+            return None
+        pos += 1
+        if marker in _NO_LENGTH:
+            continue
+        end = pos + (data[pos] << 8 | data[pos + 1])
+        if end > n:
+            return None
+        if marker == _SOS:
+            return end
+        pos = end
+    return None

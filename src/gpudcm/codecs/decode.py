@@ -180,13 +180,15 @@ def _into(spec: PixelSpec, data, out: np.ndarray, raw: bool, as_rgb: bool, bit_o
 
 
 def decode_frame(spec: PixelSpec, data, *, raw: bool = False, as_rgb: bool = True, out: np.ndarray | None = None,
-                 bit_offset: int = 0) -> np.ndarray:
+                 bit_offset: int = 0, info: dict | None = None, backend: Backend | None = None) -> np.ndarray:
     """One frame from its bytes (`data`: the frame's codestream, or its native bytes starting
     `bit_offset` bits into the first byte), shaped ``spec.frame_shape`` in ``spec.dtype``, equal to
-    pydicom's decode of that frame. `out` (that shape and dtype) is filled and returned when given."""
+    pydicom's decode of that frame. `out` (that shape and dtype) is filled and returned when given.
+    `info` and `backend`, when the caller has them (gpudcm.codecs.frame_classes), are the frame's
+    ``frame_info`` and ``choose(spec, info)[0]``."""
     if out is None:
         out = np.empty(spec.frame_shape, dtype=spec.dtype)
-    _into(spec, data, out, raw, as_rgb, bit_offset, None, None, None)
+    _into(spec, data, out, raw, as_rgb, bit_offset, backend, info, None)
     return out
 
 

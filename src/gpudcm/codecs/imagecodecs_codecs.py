@@ -111,16 +111,29 @@ def lossy_jpeg_not_turbo(spec: PixelSpec, info: dict) -> str | None:
     return None
 
 
-def jpeg_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
-    ic = _ic()
+def _as_stored(spec: PixelSpec) -> dict:
+    # no colour conversion, as pydicom's plugins decode: the components as stored (YCbCr stays
+    # YCbCr and is converted to RGB by pydicom's rule afterwards)
     if spec.samples_per_pixel == 3:
-        # no colour conversion, as pydicom's plugins decode: the components as stored (YCbCr stays
-        # YCbCr and is converted to RGB by pydicom's rule afterwards)
-        cs = ic.JPEG8.CS.YCbCr
-        arr = ic.jpeg8_decode(data, colorspace=cs, outcolorspace=cs)
-    else:
-        arr = ic.jpeg8_decode(data)
-    return _shape_check(arr, spec)
+        cs = _ic().JPEG8.CS.YCbCr
+        return {"colorspace": cs, "outcolorspace": cs}
+    return {}
+
+
+def jpeg_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
+    return _shape_check(_ic().jpeg8_decode(data, **_as_stored(spec)), spec)
+
+
+def jpeg_decode_into(data, spec: PixelSpec, info: dict, out: np.ndarray) -> bool:
+    """Decode straight into `out` (one frame) when it is C-contiguous, ``spec.frame_shape`` and the unsigned
+    container libjpeg-turbo writes for the frame's precision (True: the stored samples, before pydicom's
+    rules); False otherwise (:func:`jpeg_decode` then runs). A frame of another size raises (imagecodecs
+    checks `out` against the SOF), as :func:`jpeg_decode`'s shape check would."""
+    if (not out.flags.c_contiguous or out.shape != spec.frame_shape or out.dtype.kind != "u"
+            or out.dtype.itemsize != container_size(info.get("precision", 0))):
+        return False
+    _ic().jpeg8_decode(data, out=out, **_as_stored(spec))
+    return True
 
 
 # ------------------------------------------------------------------------------------------ JPEG-LS

@@ -74,7 +74,7 @@ PYDICOM_NATIVE = Backend("pydicom", "pydicom", pydicom_plugins.decode, _anywhere
 PYDICOM = Backend("pydicom-plugins", "pydicom plugins (gpudcm[codecs])", pydicom_plugins.decode,
                   pydicom_plugins.usable, _always, False, finished=True)
 LIBJPEG_TURBO = Backend("imagecodecs-libjpeg-turbo", "imagecodecs", icc.jpeg_decode, icc.has("jpeg8"),
-                        icc.jpeg_reason_not, True)
+                        icc.jpeg_reason_not, True, decode_into=icc.jpeg_decode_into)
 CHARLS = Backend("imagecodecs-charls", "imagecodecs", icc.jpegls_decode, icc.has("jpegls"), icc.jpegls_reason_not, True)
 OPENJPH = Backend("imagecodecs-openjph", "imagecodecs", icc.htj2k_decode, icc.has("htj2k"), icc.htj2k_reason_not, True)
 OPENJPEG = Backend("imagecodecs-openjpeg", "imagecodecs", icc.j2k_decode, icc.has("jpeg2k"), icc.j2k_reason_not, True)

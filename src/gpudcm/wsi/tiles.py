@@ -18,6 +18,7 @@ import numpy as np
 from pydicom.pixels.processing import convert_color_space
 from pydicom.uid import UID
 
+from ..codecs.frame_classes import FrameClasses
 from ..errors import DecodeError, GpudcmError
 from ..routing import J2K_SYNTAXES, JPEG_SYNTAXES
 from ..spec import PixelSpec
@@ -33,6 +34,7 @@ class FrameReader:
         self.path = path
         self._lock = threading.Lock()
         self._opened: Any = None
+        self._classes: FrameClasses | None = None
 
     def __getstate__(self) -> dict:  # DataLoader workers started with spawn: reopened there on first use
         return {"path": self.path}
@@ -51,6 +53,14 @@ class FrameReader:
     @property
     def spec(self) -> PixelSpec:
         return self._open().spec
+
+    @property
+    def classes(self) -> FrameClasses:
+        """The registry's decision per tile header of this instance, kept across reads (tiles of one
+        encoder share a header: each class is parsed once)."""
+        if self._classes is None:
+            self._classes = FrameClasses(self.spec)
+        return self._classes
 
     def subset(self, indices: Sequence[int]) -> tuple[Any, PixelSpec]:
         """The header with just the encapsulated frames `indices` (the lazy reader's subset, offset tables
@@ -95,7 +105,8 @@ def _pixel_options(spec: PixelSpec) -> dict:
 TileDecoder = Callable[[bytes, "np.ndarray | None"], np.ndarray]
 
 
-def cpu_tile_decoder(spec: PixelSpec, *, exact: bool | None = None) -> tuple[TileDecoder, bool]:
+def cpu_tile_decoder(spec: PixelSpec, *, exact: bool | None = None,
+                     classes: FrameClasses | None = None) -> tuple[TileDecoder, bool]:
     """``decode(data, out)``: one tile's bytes decoded, shaped ``spec.frame_shape``, into `out` (a
     C-contiguous array of that shape and dtype) where the codec writes there itself, else a new array;
     and whether its output is already colour converted (else: pydicom's raw values, converted after).
@@ -103,7 +114,8 @@ def cpu_tile_decoder(spec: PixelSpec, *, exact: bool | None = None) -> tuple[Til
     - ``exact=None`` (default): the CPU codec registry, tile by tile from its JPEG header
       (gpudcm.codecs): libjpeg-turbo where the tile's class is proven within the lossy tolerance of
       pydicom's decode (8-bit grey, stored RGB 4:4:4), pydicom's plugin for the rest (YCbCr colour,
-      subsampled chroma, 12-bit); every other syntax its fastest exact backend.
+      subsampled chroma, 12-bit); every other syntax its fastest exact backend. `classes` (default: a
+      new one) remembers the decision per tile header.
     - ``exact=True``: pydicom's own plugin for every lossy JPEG tile (pydicom's values exactly).
     - ``exact=False``: lossy 8-bit JPEG with libjpeg-turbo and its own YCbCr -> RGB, as wsidicom decodes
       (wsidicom's values: up to 9 off pydicom's on subsampled chroma, 3 on 4:4:4 YCbCr)."""
@@ -128,8 +140,11 @@ def cpu_tile_decoder(spec: PixelSpec, *, exact: bool | None = None) -> tuple[Til
 
         return plugin, False
 
+    classes = FrameClasses(spec) if classes is None else classes
+
     def registry(data: bytes, out: np.ndarray | None) -> np.ndarray:
-        return codecs.decode_frame(spec, data, raw=True, out=out)
+        info, backend = classes.decide(data)
+        return codecs.decode_frame(spec, data, raw=True, out=out, info=info, backend=backend)
 
     return registry, False
 
@@ -147,12 +162,13 @@ Sink = Callable[[int, np.ndarray], None]
 
 
 def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink | None, threads: int | None,
-                exact: bool | None, to_rgb: bool, out: np.ndarray | None = None) -> None:
+                exact: bool | None, to_rgb: bool, out: np.ndarray | None = None,
+                classes: FrameClasses | None = None) -> None:
     """Decode `frames` on the thread pool (``threads=1``: here, serially): straight into ``out[k]`` (a
     C-contiguous NumPy array of frames) when given, else each tile handed to ``sink(k, tile)`` in the
     thread that decoded it (the tile may be that thread's scratch buffer, reused for its next tile: the
     sink copies what it keeps); `to_rgb` converts YBR tiles as pydicom does."""
-    decode, converted = cpu_tile_decoder(spec, exact=exact)
+    decode, converted = cpu_tile_decoder(spec, exact=exact, classes=classes)
     convert = to_rgb and not converted
     scratch = threading.local()
 
@@ -218,7 +234,7 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
         to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
         direct = sink is None and isinstance(out, np.ndarray) and out.flags.c_contiguous
         _decode_cpu(spec, frames, None if direct else sink or _store(out), threads, exact, to_rgb,
-                    out if direct else None)
+                    out if direct else None, reader.classes)
         return out
     if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
         from ..cuda.jpeg_path import decode_jpeg_family
@@ -234,6 +250,6 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
         return out
     host = np.empty(out.shape, out.dtype)  # native / RLE tiles: decoded here, one copy to the device
     to_rgb = not raw and spec.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
-    _decode_cpu(spec, frames, None, threads, None, to_rgb, host)
+    _decode_cpu(spec, frames, None, threads, None, to_rgb, host, reader.classes)
     out[...] = ops.xp.asarray(host)
     return out

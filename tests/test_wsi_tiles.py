@@ -1,0 +1,159 @@
+"""The slide reader's CPU tile path: the registry's decision remembered per JPEG header class
+(gpudcm.codecs.frame_classes) and libjpeg-turbo decoding straight into the output frame.
+
+Truth: ``frame_info`` / ``choose`` on each frame (what the registry decides without the memory), and
+pydicom's decode of each frame on its own (a one-frame file), so an instance whose tiles differ in header
+class shows that the rule stays per tile."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from pydicom.pixels import pixel_array
+
+from gpudcm import codecs
+from gpudcm.codecs import frame_classes
+from gpudcm.codecs import imagecodecs_codecs as icc
+from gpudcm.jpeg_markers import first_scan_end
+from gpudcm.reader import open_pixels
+from gpudcm.tolerance import agreement
+from gpudcm.wsi.tiles import FrameReader, decode_tiles
+from lossy_jpeg_data import lossy_jpeg_dicom
+
+imagecodecs = pytest.importorskip("imagecodecs")
+TURBO = "imagecodecs-libjpeg-turbo"
+SIZE = 48
+
+
+def _image(samples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    a = np.stack([128 + 90 * np.sin(x / (5 + c) + y / (9 + c)) for c in range(samples)], -1) + rng.normal(0, 25, (SIZE, SIZE, samples))
+    a = np.clip(a, 0, 255).astype(np.uint8)
+    return a[..., 0] if samples == 1 else a
+
+
+def _pillow(arr: np.ndarray, subsampling: int = 0, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=quality, subsampling=subsampling)
+    return buf.getvalue()
+
+
+def _stored_rgb(seed: int, quality: int = 90) -> bytes:  # component ids R, G, B: pydicom returns them as stored
+    return imagecodecs.jpeg8_encode(_image(3, seed), level=quality, colorspace="RGB", outcolorspace="RGB", subsampling="444")
+
+
+# one RGB instance whose tiles differ in header class: stored RGB (libjpeg-turbo), JFIF YCbCr 4:4:4 and 4:2:0
+# (pydicom's plugin), the same classes again, and stored RGB at another quality (another header, same class)
+MIXED = [_stored_rgb(1), _pillow(_image(3, 2), 0), _pillow(_image(3, 3), 2), _stored_rgb(4), _pillow(_image(3, 5), 2),
+         _stored_rgb(6, quality=70)]
+
+
+def _one_frame_truth(tmp_path, frame: bytes, k: int) -> np.ndarray:
+    path = lossy_jpeg_dicom(tmp_path / f"one{k}.dcm", [frame], SIZE, SIZE, 3, "RGB")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pixel_array(str(path), raw=True)
+
+
+def test_first_scan_end():
+    data = _pillow(_image(1, 0))
+    sos = data.index(b"\xff\xda")
+    end = sos + 2 + (data[sos + 2] << 8 | data[sos + 3])
+    assert first_scan_end(data) == end
+    assert first_scan_end(memoryview(data)) == end
+    filled = data[:sos] + b"\xff\xff" + data[sos:]  # fill bytes before a marker
+    assert first_scan_end(filled) == end + 2
+    assert first_scan_end(data[: end - 1]) is None  # the SOS segment cut off
+    assert first_scan_end(data[:sos]) is None  # no SOS
+    assert first_scan_end(b"\x00" + data[1:]) is None
+    assert first_scan_end(b"\xff\xd8\xff\xd9" + data[4:]) is None  # EOI before any scan
+    assert first_scan_end(data[:2] + b"\x12" + data[3:]) is None  # no marker where one must be
+
+
+def test_frame_classes_decide_each_frame_as_the_registry(tmp_path, monkeypatch):
+    path = lossy_jpeg_dicom(tmp_path / "mixed.dcm", MIXED, SIZE, SIZE, 3, "RGB")
+    with open_pixels(str(path)) as r:
+        spec, frames = r.spec, [bytes(r.frame_bytes(i)) for i in range(len(MIXED))]
+    want = [(codecs.frame_info(spec, f), codecs.choose(spec, codecs.frame_info(spec, f))[0]) for f in frames]
+    assert [b.name == TURBO for _, b in want] == [True, False, False, True, False, True]  # the classes differ
+
+    parses = []
+    real = frame_classes.frame_info
+    monkeypatch.setattr(frame_classes, "frame_info", lambda s, d: parses.append(len(d)) or real(s, d))
+    classes = frame_classes.FrameClasses(spec)
+    for _ in range(3):
+        for f, (info, backend) in zip(frames, want):
+            got_info, got_backend = classes.decide(f)
+            assert got_backend is backend
+            assert {k: v for k, v in got_info.items()} == info
+    # one parse per distinct header (stored RGB at two qualities, the two Pillow classes, and the second
+    # 4:2:0 tile shares the first's header), none for the frames seen before
+    heads = {f[: first_scan_end(f)] for f in frames}
+    assert len(parses) == len(classes) == len(heads) == 4
+
+
+def _spec(tmp_path, data: bytes, samples: int):
+    path = lossy_jpeg_dicom(tmp_path / f"s{samples}.dcm", [data], SIZE, SIZE, samples,
+                            "MONOCHROME2" if samples == 1 else "RGB")
+    with open_pixels(str(path)) as r:
+        return r.spec
+
+
+def test_frame_classes_unparsable_headers_and_the_bound(tmp_path, monkeypatch):
+    data = _pillow(_image(1, 0))
+    spec = _spec(tmp_path, data, 1)
+    classes = frame_classes.FrameClasses(spec)
+    broken = data[: data.index(b"\xff\xda")]  # no scan: decided from the whole frame every time, never remembered
+    for _ in range(2):
+        assert classes.decide(broken) == (codecs.frame_info(spec, broken), codecs.choose(spec, codecs.frame_info(spec, broken))[0])
+    assert len(classes) == 0
+    monkeypatch.setattr(frame_classes, "MAX_CLASSES", 1)
+    other = _pillow(_image(1, 1), quality=60)
+    for f in (data, other, other):
+        assert classes.decide(f)[1].name == TURBO
+    assert len(classes) == 1  # past MAX_CLASSES: decided, not remembered
+
+
+def test_mixed_instance_default_decodes_per_tile(tmp_path):
+    """The default CPU tile path on an instance whose tiles differ in class: pydicom's own values for the
+    pydicom-class tiles, libjpeg-turbo's (within the tolerance of pydicom's) for the proven ones."""
+    path = lossy_jpeg_dicom(tmp_path / "mixed.dcm", MIXED, SIZE, SIZE, 3, "RGB")
+    reader = FrameReader(str(path))
+    order = [5, 0, 2, 1, 4, 3, 0, 2]
+    for threads in (1, 2):
+        out = np.empty((len(order), SIZE, SIZE, 3), np.uint8)
+        decode_tiles(reader, order, "cpu", out, raw=True, threads=threads)
+        for k, i in enumerate(order):
+            truth = _one_frame_truth(tmp_path, MIXED[i], i)
+            if codecs.choose(reader.spec, codecs.frame_info(reader.spec, MIXED[i]))[0].name == TURBO:
+                np.testing.assert_array_equal(out[k], imagecodecs.jpeg8_decode(MIXED[i], colorspace="RGB", outcolorspace="RGB"))
+                assert agreement(out[k], truth, reader.spec.transfer_syntax).ok
+            else:
+                np.testing.assert_array_equal(out[k], truth, err_msg=f"tile {k} (frame {i})")
+    assert len(reader.classes) == 4  # kept on the instance's reader
+
+
+def test_turbo_decodes_into_the_frame(tmp_path):
+    for samples, data in ((1, _pillow(_image(1, 0))), (3, _stored_rgb(1))):
+        spec = _spec(tmp_path, data, samples)
+        info = codecs.frame_info(spec, data)
+        out = np.zeros(spec.frame_shape, np.uint8)
+        assert icc.jpeg_decode_into(data, spec, info, out)
+        np.testing.assert_array_equal(out, icc.jpeg_decode(data, spec, info))
+        wide = np.zeros((SIZE, 2 * SIZE, samples), np.uint8)[:, ::2].reshape((SIZE, SIZE, samples)[: len(spec.frame_shape)])
+        assert not wide.flags.c_contiguous and not icc.jpeg_decode_into(data, spec, info, wide)
+        assert not icc.jpeg_decode_into(data, spec, info, np.zeros(spec.frame_shape, np.uint16))
+        assert not icc.jpeg_decode_into(data, spec, info, np.zeros(spec.frame_shape, np.int8))
+        smaller = _pillow(_image(samples, 2)[:40])
+        with pytest.raises(ValueError):  # a frame of another size than the SOF says: imagecodecs refuses `out`
+            icc.jpeg_decode_into(smaller, spec, codecs.frame_info(spec, smaller), out)
+        # the registry (libjpeg-turbo for both classes) decodes straight into `out`
+        got = np.zeros(spec.frame_shape, np.uint8)
+        assert codecs.decode_frame(spec, data, out=got, raw=True) is got
+        np.testing.assert_array_equal(got, out)
