@@ -157,3 +157,80 @@ def test_turbo_decodes_into_the_frame(tmp_path):
         got = np.zeros(spec.frame_shape, np.uint8)
         assert codecs.decode_frame(spec, data, out=got, raw=True) is got
         np.testing.assert_array_equal(got, out)
+
+
+# ------------------------------------------------------------------------------- tile bytes, run by run
+
+def _padded(frames: list[bytes]) -> list[bytes]:  # as stored: each frame padded to an even length
+    return [f + b"\0" * (len(f) % 2) for f in frames]
+
+
+def _frames_file(tmp_path, frames: list[bytes], fragments: int = 1) -> str:
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+
+    path = lossy_jpeg_dicom(tmp_path / f"f{fragments}.dcm", frames, SIZE, SIZE, 1, "MONOCHROME2")
+    if fragments > 1:
+        ds = dcmread(path)
+        ds.PixelData = encapsulate(frames, fragments_per_frame=fragments, has_bot=True)
+        ds.save_as(path)
+    return str(path)
+
+
+def _counting_reads(monkeypatch):
+    from gpudcm.reader import PixelReader
+
+    reads = []
+    real = PixelReader.read_range
+    monkeypatch.setattr(PixelReader, "read_range", lambda self, a, b: reads.append((a, b)) or real(self, a, b))
+    return reads
+
+
+def test_tile_bytes_read_runs_of_neighbours_once(tmp_path, monkeypatch):
+    from gpudcm.wsi import tiles
+
+    frames = [_pillow(_image(1, s)) for s in range(10)]
+    path = _frames_file(tmp_path, frames)
+    frames = _padded(frames)
+    reads = _counting_reads(monkeypatch)
+    monkeypatch.setattr(tiles, "READ_GAP", 64)  # less than a frame here: a frame not asked for is not read through
+    reader = FrameReader(path)
+    order = [7, 2, 3, 9, 2, 0, 8]  # out of file order, a repeat; frames 1, 4-6 not asked for
+    got = reader.tile_bytes(order)
+    assert reads == []  # nothing read before a frame is asked for
+    assert [bytes(got[j]) for j in range(len(order))] == [frames[i] for i in order]
+    # runs of the frames asked for: 0 | 2, 3 | 7, 8, 9 (a frame not asked for breaks a run)
+    with open_pixels(path) as r:
+        ext = [r.frame(i)[0] for i in range(10)]
+    gap = lambda a, b: ext[b].offset - ext[a].end  # noqa: E731
+    assert all(0 < gap(i, i + 1) <= tiles.READ_GAP < len(frames[i]) for i in range(9))  # item tags between neighbours
+    assert sorted(reads) == sorted({(ext[0].offset, ext[0].end), (ext[2].offset, ext[3].end), (ext[7].offset, ext[9].end)})
+    assert reader.read(order) == [frames[i] for i in order]
+    reads.clear()
+    monkeypatch.setattr(tiles, "READ_GAP", 4096)  # the default: small frames between are read through
+    assert [bytes(b) for b in reader.tile_bytes([0, 2])] == [frames[0], frames[2]]
+    assert reads == [(ext[0].offset, ext[2].end)]
+
+    reads.clear()
+    monkeypatch.setattr(tiles, "READ_SPAN", 2 * max(len(f) for f in frames) + 8)  # at most two frames a read
+    assert [bytes(b) for b in reader.tile_bytes(list(range(10)))] == frames
+    assert len(reads) == 5 and all(b - a <= tiles.READ_SPAN for a, b in reads)
+    reads.clear()
+    monkeypatch.setattr(tiles, "READ_GAP", 0)  # the item tags between frames are more than 0 bytes: one read each
+    assert [bytes(b) for b in reader.tile_bytes(list(range(10)))] == frames and len(reads) == 10
+
+
+def test_tile_bytes_from_threads_and_of_fragmented_frames(tmp_path, monkeypatch):
+    frames = [_pillow(_image(1, s)) for s in range(12)]
+    reads = _counting_reads(monkeypatch)
+    for fragments in (1, 3):
+        path = _frames_file(tmp_path, frames, fragments)
+        reads.clear()
+        got = FrameReader(path).tile_bytes(list(range(12)))
+        seen = codecs.thread_map(lambda j: bytes(got[j]), list(range(12)) * 3, 2)  # each run read once
+        assert [s.rstrip(b"\0") for s in seen] == [f.rstrip(b"\0") for f in frames] * 3
+        assert len(reads) == (1 if fragments == 1 else 12 * 3)  # fragments: a frame is a run of its own
+        # the default tile path decodes them into the frames libjpeg-turbo gives (grey: the proven class)
+        out = np.empty((12, SIZE, SIZE), np.uint8)
+        decode_tiles(FrameReader(path), list(range(12)), "cpu", out, threads=2)
+        np.testing.assert_array_equal(out, np.stack([imagecodecs.jpeg8_decode(f) for f in frames]))

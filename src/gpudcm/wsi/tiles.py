@@ -67,23 +67,82 @@ class FrameReader:
         dropped), and its spec: one multi-frame source for gpudcm's batched device path."""
         return self._open().subset(list(indices))
 
-    def read(self, indices: Sequence[int]) -> list[bytes]:
-        """The bytes of frames `indices` (0-based within this file), in that order, read in one pass
-        through the file (frames in file order: one forward sweep, whatever order the tiles were asked in)."""
+    def tile_bytes(self, indices: Sequence[int]) -> TileBytes:
+        """The bytes of frames `indices` (0-based within this file), in that order, read when first asked
+        for (see :class:`TileBytes`)."""
         reader = self._open()
         spec, n = reader.spec, min(len(reader.frames), reader.spec.number_of_frames)
         for i in indices:
             if not 0 <= i < n:
                 raise GpudcmError(f"{spec.source}: frame {i} is not in the file ({len(reader.frames)} frames)")
-        out: list[bytes] = [b""] * len(indices)
-        for j in sorted(range(len(indices)), key=lambda j: reader.frame(indices[j])[0].offset):
-            out[j] = bytes(reader.frame_bytes(indices[j]))
-        return out
+        return TileBytes(reader, indices)
+
+    def read(self, indices: Sequence[int]) -> list[bytes]:
+        """The bytes of frames `indices` (0-based within this file), in that order, read now."""
+        return [bytes(b) for b in self.tile_bytes(indices)]
 
 
-def read_tile_bytes(reader: FrameReader, frame_indices: Sequence[int]) -> list[bytes]:
-    """The encoded bytes of the frames `frame_indices` of one instance."""
-    return reader.read(frame_indices)
+READ_GAP = 4096  # bytes between two frames' data read through rather than asked for apart (item tags: 8)
+READ_SPAN = 256 << 10  # the most one read takes (about a row of 8 colour tiles of 256 x 256)
+
+
+class TileBytes(Sequence):
+    """The encoded bytes of frames `indices` of one pixel reader (memoryviews), read run by run: frames
+    whose data lie at most READ_GAP apart (the tiles of a region's row in a TILED_FULL file) are read in
+    one go, up to READ_SPAN, the first time one of them is asked for, from whichever decoding thread asks
+    (so the reads overlap the other threads' decodes instead of coming before all of them); a frame of
+    several fragments is a run of its own. Memory: the frames asked for, plus the gaps read through."""
+
+    def __init__(self, reader: Any, indices: Sequence[int]) -> None:
+        self._reader = reader
+        spans = []  # (start, end, position, frame index); end None: several fragments
+        for j, i in enumerate(indices):
+            frame = reader.frame(i)
+            spans.append((frame[0].offset, frame[0].offset + frame[0].length if len(frame) == 1 else None, j, i))
+        spans.sort(key=lambda s: s[0])
+        self._runs: list[list[tuple]] = []
+        end = 0  # where the last run's data end (a frame asked for twice overlaps itself)
+        for span in spans:
+            run = self._runs[-1] if self._runs else None
+            if (run is not None and span[1] is not None and run[-1][1] is not None
+                    and span[0] - end <= READ_GAP and max(end, span[1]) - run[0][0] <= READ_SPAN):
+                run.append(span)
+            else:
+                run = [span]
+                self._runs.append(run)
+                end = 0
+            end = max(end, span[1] or 0)
+        self._run_of = [0] * len(indices)
+        for r, run in enumerate(self._runs):
+            for span in run:
+                self._run_of[span[2]] = r
+        self._got: list[dict | None] = [None] * len(self._runs)
+        self._locks = [threading.Lock() for _ in self._runs]
+
+    def __len__(self) -> int:
+        return len(self._run_of)
+
+    def __getitem__(self, j: int):  # type: ignore[override]
+        r = self._run_of[j]
+        got = self._got[r]
+        if got is None:
+            with self._locks[r]:
+                got = self._got[r]
+                if got is None:
+                    got = self._got[r] = self._read(self._runs[r])
+        return got[j]
+
+    def _read(self, run: list[tuple]) -> dict:
+        if len(run) == 1:
+            return {run[0][2]: memoryview(self._reader.frame_bytes(run[0][3])).cast("B")}
+        start = run[0][0]
+        data = memoryview(self._reader.read_range(start, max(s[1] for s in run))).cast("B")
+        return {j: data[a - start : b - start] for a, b, j, _ in run}
+
+
+def read_tile_bytes(reader: FrameReader, frame_indices: Sequence[int]) -> TileBytes:
+    """The encoded bytes of the frames `frame_indices` of one instance (read as they are asked for)."""
+    return reader.tile_bytes(frame_indices)
 
 
 def _imagecodecs():
@@ -161,7 +220,7 @@ def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
 Sink = Callable[[int, np.ndarray], None]
 
 
-def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink | None, threads: int | None,
+def _decode_cpu(spec: PixelSpec, frames: Sequence, sink: Sink | None, threads: int | None,
                 exact: bool | None, to_rgb: bool, out: np.ndarray | None = None,
                 classes: FrameClasses | None = None) -> None:
     """Decode `frames` on the thread pool (``threads=1``: here, serially): straight into ``out[k]`` (a
@@ -179,8 +238,9 @@ def _decode_cpu(spec: PixelSpec, frames: Sequence[bytes], sink: Sink | None, thr
             target = getattr(scratch, "buf", None)
             if target is None:
                 target = scratch.buf = np.empty(spec.frame_shape, spec.dtype)
+        data = frames[k]  # read here, on first use of its run (a read error is not a decode error)
         try:
-            tile = decode(frames[k], target)
+            tile = decode(data, target)
         except GpudcmError:
             raise
         except Exception as exc:
