@@ -234,3 +234,50 @@ def test_tile_bytes_from_threads_and_of_fragmented_frames(tmp_path, monkeypatch)
         out = np.empty((12, SIZE, SIZE), np.uint8)
         decode_tiles(FrameReader(path), list(range(12)), "cpu", out, threads=2)
         np.testing.assert_array_equal(out, np.stack([imagecodecs.jpeg8_decode(f) for f in frames]))
+
+
+def test_finished_as_decoded_only_where_pydicoms_rules_change_nothing(tmp_path):
+    from dataclasses import replace
+
+    from pydicom.uid import JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless
+
+    spec = _spec(tmp_path, _pillow(_image(1, 0)), 1)
+    assert codecs.finished_as_decoded(spec)
+    assert codecs.finished_as_decoded(replace(spec, transfer_syntax=JPEGLosslessSV1))
+    assert not codecs.finished_as_decoded(replace(spec, bits_allocated=16, bits_stored=12, high_bit=11))  # mask
+    assert not codecs.finished_as_decoded(replace(spec, pixel_representation=1))  # sign
+    for ts in (JPEGLSLossless, RLELossless):
+        assert not codecs.finished_as_decoded(replace(spec, transfer_syntax=ts))
+    assert spec.transfer_syntax == JPEGBaseline8Bit
+
+
+def test_a_tile_that_is_not_the_instances_size_raises(tmp_path):
+    """The default path's direct decode refuses a tile whose SOF disagrees with the instance; the registry's
+    fallback (pydicom's plugin) then decides: a DecodeError, never a half-written tile."""
+    from gpudcm.errors import DecodeError
+
+    good, bad = _pillow(_image(1, 0)), _pillow(_image(1, 1)[:40])
+    path = lossy_jpeg_dicom(tmp_path / "bad.dcm", [good, bad], SIZE, SIZE, 1, "MONOCHROME2")
+    for threads in (1, 2):
+        out = np.empty((2, SIZE, SIZE), np.uint8)
+        with pytest.raises(DecodeError):
+            decode_tiles(FrameReader(str(path)), [0, 1], "cpu", out, threads=threads)
+
+
+def test_libjpeg_turbo_failing_leaves_the_tile_to_pydicom(tmp_path, monkeypatch):
+    """A tile libjpeg-turbo fails on (here: made to fail) goes to pydicom's plugin, as the registry's
+    fallback says: pydicom's values, not an error."""
+    frames = [_pillow(_image(1, s)) for s in range(3)]
+    path = lossy_jpeg_dicom(tmp_path / "grey.dcm", frames, SIZE, SIZE, 1, "MONOCHROME2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        truth = pixel_array(str(path))
+
+    def failing(*args, **kw):
+        raise RuntimeError("libjpeg-turbo refuses the stream")
+
+    monkeypatch.setattr(imagecodecs, "jpeg8_decode", failing)
+    for threads in (1, 2):
+        out = np.zeros((3, SIZE, SIZE), np.uint8)
+        decode_tiles(FrameReader(str(path)), [0, 1, 2], "cpu", out, threads=threads)
+        np.testing.assert_array_equal(out, truth)
