@@ -281,3 +281,94 @@ def test_libjpeg_turbo_failing_leaves_the_tile_to_pydicom(tmp_path, monkeypatch)
         out = np.zeros((3, SIZE, SIZE), np.uint8)
         decode_tiles(FrameReader(str(path)), [0, 1, 2], "cpu", out, threads=threads)
         np.testing.assert_array_equal(out, truth)
+
+
+# ------------------------------------------------------------------------------- tiles decoded in place
+
+@pytest.fixture(scope="module")
+def grid_pyramids(tmp_path_factory):
+    from tests.wsi_data import make_pyramid
+
+    cases = {"jpeg-rgb": dict(codec="jpeg"), "jpeg-mono-sparse": dict(codec="jpeg", samples=1, sparse=True,
+                                                                     missing={0: {(1, 1)}}),
+             "native-rgb-concat": dict(codec="native", concatenations=2)}
+    return {name: make_pyramid(tmp_path_factory.mktemp(name), levels=1, seed=k, **kw) for k, (name, kw) in enumerate(cases.items())}
+
+
+def _placed_into(monkeypatch):
+    """The output buffers the CPU tile decoders are handed (addresses of the first byte)."""
+    from gpudcm.wsi import tiles
+
+    seen = []
+    real = tiles.cpu_tile_decoder
+
+    def spying(spec, **kw):
+        decode, converted = real(spec, **kw)
+        return (lambda data, out: seen.append(None if out is None else out.__array_interface__["data"][0])
+                or decode(data, out)), converted
+
+    monkeypatch.setattr(tiles, "cpu_tile_decoder", spying)
+    return seen
+
+
+def _turbo_canvas(pyr, padded_shape) -> np.ndarray:
+    """Level 0 from libjpeg-turbo's decode of each frame (its own YCbCr -> RGB: what exact=False documents,
+    wsidicom's values), placed by the generator's record; white where no frame is."""
+    canvas = np.full(padded_shape, 255, np.uint8)
+    for f in [f for f in pyr.files if f.level == 0]:
+        th, tw = f.tile
+        with open_pixels(str(f.path)) as r:
+            for i, (c, row, _, _) in enumerate(f.frame_tiles):
+                tile = imagecodecs.jpeg8_decode(bytes(r.frame_bytes(i)))
+                canvas[row * th : (row + 1) * th, c * tw : (c + 1) * tw] = tile.reshape(th, tw, -1)
+    return canvas
+
+
+def _inside(arr: np.ndarray, addresses: list) -> int:
+    start = arr.__array_interface__["data"][0]
+    return sum(a is not None and start <= a < start + arr.nbytes for a in addresses)
+
+
+@pytest.mark.parametrize("name", ["jpeg-rgb", "jpeg-mono-sparse", "native-rgb-concat"])
+@pytest.mark.parametrize("exact", [None, True, False])
+def test_tile_sized_patches_on_the_grid_are_decoded_in_place(grid_pyramids, name, exact, monkeypatch):
+    from tests.test_wsi import truth_canvas
+
+    import gpudcm.wsi as wsi
+
+    pyr = grid_pyramids[name]
+    slide = wsi.open(pyr.paths)
+    lv = slide.levels[0]
+    tw, th = lv.tile_size
+    cols, rows = lv.grid
+    canvas = truth_canvas(pyr, 0)
+    H, W = canvas.shape[:2]
+    padded = np.full((rows * th, cols * tw, pyr.samples), 255, np.uint8)
+    padded[:H, :W] = canvas
+    turbo = pyr.codec == "jpeg" and exact is False
+    if turbo:
+        padded[:H, :W] = _turbo_canvas(pyr, padded.shape)[:H, :W]
+    # every tile (the edge ones reach past the matrix: background there), one twice, one off the grid
+    locs = [(c * tw, r * th) for r in range(rows) for c in range(cols)] + [(tw, 0), (5, 3)]
+    seen = _placed_into(monkeypatch)
+    out = np.zeros((len(locs), th, tw, pyr.samples), np.uint8)
+    got = slide.read_regions(locs, 0, (tw, th), device="cpu", exact=exact, out=out)
+    assert got is out
+    for (x, y), patch in zip(locs, got):
+        want = np.full((th, tw, pyr.samples), 255, np.uint8)
+        inside = padded[y : min(y + th, H), x : min(x + tw, W)]
+        want[: inside.shape[0], : inside.shape[1]] = inside
+        if pyr.codec == "jpeg" and exact is None and pyr.samples == 1:  # the default's libjpeg-turbo (grey)
+            assert agreement(patch, want, lv.transfer_syntax).ok, (x, y)
+        else:
+            np.testing.assert_array_equal(patch, want, err_msg=f"patch at {(x, y)}")
+    # every frame decoded once; those wholly inside the matrix straight into the output, not a scratch buffer
+    whole = sum(1 for (c, r, _, _) in lv.tiles if (c + 1) * tw <= W and (r + 1) * th <= H)
+    assert len(seen) == len(lv.tiles) and _inside(out, seen) == whole > 0
+    # a region one tile wide: its whole tiles go straight into the output too
+    seen.clear()
+    column = np.zeros((H, tw, pyr.samples), np.uint8)
+    slide.read_region((tw, 0), 0, (tw, H), device="cpu", exact=exact, out=column)
+    np.testing.assert_array_equal(column, slide.read_region((0, 0), 0, (3 * tw, H), device="cpu", exact=exact)[:, tw : 2 * tw])
+    present = [r for (c, r, _, _) in lv.tiles if c == 1]
+    assert _inside(column, seen[: len(present)]) == sum(1 for r in present if (r + 1) * th <= H) > 0

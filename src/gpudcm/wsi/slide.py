@@ -163,9 +163,12 @@ class Slide:
 
     # -- tiles -----------------------------------------------------------------------------------------
     def _decode(self, lv: Level, keys: Sequence[tuple[int, int, int, int] | None], device: str, *, ops=None,
-                decoders=None, threads: int | None = None, exact: bool | None = None, sink=None, infos: list | None = None):
+                decoders=None, threads: int | None = None, exact: bool | None = None, sink=None, infos: list | None = None,
+                direct=None):
         """(n, tile rows, tile cols, samples) for `keys` (None or absent: background), one batch per instance.
-        On the CPU a `sink` (``sink(k, tile)``, from the decoding threads) takes the tiles instead."""
+        On the CPU a `sink` (``sink(k, tile)``, from the decoding threads) takes the tiles instead, and
+        ``direct(k)`` (optional) gives a C-contiguous (tile rows, tile cols, samples) place that tile k fills
+        exactly, filled before the sink is called."""
         tw, th = lv.tile_size
         samples = lv.samples
         xp = np if device == "cpu" else (ops.xp if ops is not None else _cupy())
@@ -186,6 +189,8 @@ class Slide:
             else:
                 tile = np.broadcast_to(bg, (th, tw, samples))
                 for k in blank:
+                    if direct is not None and (place := direct(k)) is not None:
+                        place[...] = tile
                     sink(k, tile)
         for inst_index, items in by_instance.items():
             inst = lv.instances[inst_index]
@@ -197,7 +202,13 @@ class Slide:
             ks = [k for k, _ in items]
             opts = dict(ops=ops, decoders=decoders, threads=threads, exact=exact, infos=infos)
             if sink is not None:
-                decode_tiles(inst.reader, indices, device, None, **opts,
+                shape = spec.frame_shape
+
+                def place(j: int, _ks=ks):
+                    view = direct(_ks[j])
+                    return None if view is None else view.reshape(shape)
+
+                decode_tiles(inst.reader, indices, device, None, **opts, direct=None if direct is None else place,
                              sink=lambda j, tile, _ks=ks: sink(_ks[j], tile.reshape(th, tw, samples)))
             elif len(by_instance) == 1 and not blank and ks == list(range(len(keys))):
                 decode_tiles(inst.reader, indices, device, out.reshape((len(keys), *spec.frame_shape)), **opts)
@@ -308,12 +319,23 @@ class Slide:
                                        slice(sy0 - ty0, sy1 - ty0), slice(sx0 - tx0, sx1 - tx0)))
         keys = [(c, r, z, p) for c, r in tiles]
         if dev == "cpu":  # each decoding thread pastes its tile where it goes: no second pass over the region
+            # a tile that fills a C-contiguous block of the output (the output as wide as a tile: a tile-sized
+            # patch on the tile grid) is decoded straight there, its other places pasted from it
+            places: dict[Tile, np.ndarray] = {}
+            if shape[1] == tw:
+                for t, where in pastes.items():
+                    for n, (b, oys, oxs, tys, txs) in enumerate(where):
+                        view = out[b, oys, oxs]
+                        if view.shape[:2] == (th, tw) and view.flags.c_contiguous:
+                            places[t] = view
+                            del where[n]
+                            break
 
             def sink(k: int, tile: np.ndarray) -> None:
                 for b, oys, oxs, tys, txs in pastes[tiles[k]]:
                     out[b, oys, oxs] = tile[tys, txs]
 
-            self._decode(lv, keys, dev, sink=sink, **kw)
+            self._decode(lv, keys, dev, sink=sink, direct=(lambda k: places.get(tiles[k])) if places else None, **kw)
             return out
         decoded = self._decode(lv, keys, dev, **kw)
         if len(boxes) == 1:  # the tiles form a rectangle, row by row: one mosaic, one copy (not a launch per tile)

@@ -186,7 +186,10 @@ def cpu_tile_decoder(spec: PixelSpec, *, exact: bool | None = None,
         kw = {"colorspace": "RGB", "outcolorspace": "RGB"} if spec.photometric_interpretation == "RGB" else {}
 
         def jpeg(data: bytes, out: np.ndarray | None) -> np.ndarray:
-            return ic.jpeg8_decode(data, out=out, **kw).reshape(spec.frame_shape)
+            if out is not None:  # written there (imagecodecs raises unless the frame fills it exactly)
+                ic.jpeg8_decode(data, out=out, **kw)
+                return out
+            return ic.jpeg8_decode(data, **kw).reshape(spec.frame_shape)
 
         return jpeg, rgb
     from .. import codecs
@@ -226,15 +229,18 @@ def conformed_photometric(spec: PixelSpec, first_frame: bytes | None) -> str:
 
 
 Sink = Callable[[int, np.ndarray], None]
+Direct = Callable[[int], "np.ndarray | None"]
 
 
 def _decode_cpu(spec: PixelSpec, frames: Sequence, sink: Sink | None, threads: int | None,
                 exact: bool | None, to_rgb: bool, out: np.ndarray | None = None,
-                classes: FrameClasses | None = None) -> None:
+                classes: FrameClasses | None = None, direct: Direct | None = None) -> None:
     """Decode `frames` on the thread pool (``threads=1``: here, serially): straight into ``out[k]`` (a
     C-contiguous NumPy array of frames) when given, else each tile handed to ``sink(k, tile)`` in the
     thread that decoded it (the tile may be that thread's scratch buffer, reused for its next tile: the
-    sink copies what it keeps); `to_rgb` converts YBR tiles as pydicom does."""
+    sink copies what it keeps); `to_rgb` converts YBR tiles as pydicom does. With a sink, ``direct(k)``
+    (optional) may give a C-contiguous ``spec.frame_shape`` view of the caller's output that tile k fills
+    exactly: the tile is decoded there (or copied there) before the sink sees it."""
     decode, converted = cpu_tile_decoder(spec, exact=exact, classes=classes)
     convert = to_rgb and not converted
     scratch = threading.local()
@@ -243,6 +249,9 @@ def _decode_cpu(spec: PixelSpec, frames: Sequence, sink: Sink | None, threads: i
         if out is not None:
             target = out[k]
         else:
+            target = direct(k) if direct is not None else None
+        placed = target is not None  # the tile's own place in the output: decoded (or copied) there
+        if not placed:
             target = getattr(scratch, "buf", None)
             if target is None:
                 target = scratch.buf = np.empty(spec.frame_shape, spec.dtype)
@@ -256,10 +265,10 @@ def _decode_cpu(spec: PixelSpec, frames: Sequence, sink: Sink | None, threads: i
                               source=spec.source, frame=k) from exc
         if convert:
             tile = convert_color_space(tile, "YBR_FULL", "RGB")
+        if placed and tile is not target:
+            target[...] = tile
         if out is None:
             sink(k, tile)
-        elif tile is not target:
-            target[...] = tile
 
     from ..codecs import thread_map
 
@@ -275,14 +284,15 @@ def _store(out) -> Sink:
 
 def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, *, ops=None, decoders=None,
                  threads: int | None = None, raw: bool = False, exact: bool | None = None, sink: Sink | None = None,
-                 infos: list | None = None):
+                 infos: list | None = None, direct: Direct | None = None):
     """Read and decode the frames `indices` (0-based in the file) of the instance behind `reader` into
     `out` (shape (n, *spec.frame_shape), NumPy for ``device="cpu"``, the device array module otherwise)
     and return it with pydicom's values: YBR converted to RGB as pydicom converts (``raw=True`` keeps the
     stored components).
 
     On the CPU a `sink` (``sink(k, tile)``, called from the decoding thread) may take each tile instead
-    of `out` (a region reader pastes tiles where they go without a second pass). On the device the tiles
+    of `out` (a region reader pastes tiles where they go without a second pass), and ``direct(k)`` give a
+    place in the caller's output that tile k fills exactly (decoded straight there). On the device the tiles
     go through gpudcm's JPEG-family device path as one multi-frame source (nvJPEG / nvImageCodec batches,
     per-frame CPU fallback) behind `ops` (default: a CupyOps leased from the pool) and `decoders` (default: the real
     libraries). `exact` picks the CPU's lossy JPEG decoder (see :func:`cpu_tile_decoder`).
@@ -295,14 +305,14 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
 
         with lease_ops() as leased:
             return decode_tiles(reader, indices, device, out, ops=leased, decoders=decoders, threads=threads,
-                                raw=raw, exact=exact, sink=sink, infos=infos)
+                                raw=raw, exact=exact, sink=sink, infos=infos, direct=direct)
     if device == "cpu" or str(spec.transfer_syntax) not in JPEG_SYNTAXES | J2K_SYNTAXES:
         frames = read_tile_bytes(reader, indices)
     if device == "cpu":
         to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
-        direct = sink is None and isinstance(out, np.ndarray) and out.flags.c_contiguous
-        _decode_cpu(spec, frames, None if direct else sink or _store(out), threads, exact, to_rgb,
-                    out if direct else None, reader.classes)
+        into = sink is None and isinstance(out, np.ndarray) and out.flags.c_contiguous
+        _decode_cpu(spec, frames, None if into else sink or _store(out), threads, exact, to_rgb,
+                    out if into else None, reader.classes, None if sink is None else direct)
         return out
     if str(spec.transfer_syntax) in JPEG_SYNTAXES | J2K_SYNTAXES:
         from ..cuda.jpeg_path import decode_jpeg_family
