@@ -300,25 +300,30 @@ class Slide:
         elif tuple(out.shape) != want or out.dtype != dtype:
             raise GpudcmError(f"out is {tuple(out.shape)} {out.dtype}, the region needs {want[1:] if len(boxes) == 1 else want} "
                               f"{np.dtype(dtype)}")
-        # where each tile goes: (box, output rows, output columns, tile rows, tile columns)
         tw, th = lv.tile_size
-        pastes: dict[Tile, list[tuple]] = {t: [] for t in tiles}
         bg = None
         for b, (location, size, plan) in enumerate(boxes):
-            ox, oy = (plan.x0, plan.y0) if clip else (int(location[0]), int(location[1]))  # output origin
             if not clip and shape[:2] != (plan.h, plan.w):
                 if bg is None:
                     bg = xp.asarray(background_value(lv.header, lv.samples, str(lv.header.get("PhotometricInterpretation", "")),
                                                      dtype))
                 out[b] = bg
-            for c, r in plan.tiles:
-                tx0, ty0 = c * tw, r * th
-                sx0, sy0 = max(tx0, plan.x0), max(ty0, plan.y0)
-                sx1, sy1 = min(tx0 + tw, plan.x0 + plan.w), min(ty0 + th, plan.y0 + plan.h)
-                pastes[(c, r)].append((b, slice(sy0 - oy, sy1 - oy), slice(sx0 - ox, sx1 - ox),
-                                       slice(sy0 - ty0, sy1 - ty0), slice(sx0 - tx0, sx1 - tx0)))
+
+        def paste(b: int, t: Tile) -> tuple:
+            """Where tile `t` goes in box `b`: (box, output rows, output columns, tile rows, tile columns)."""
+            location, _, plan = boxes[b]
+            ox, oy = (plan.x0, plan.y0) if clip else (int(location[0]), int(location[1]))  # output origin
+            tx0, ty0 = t[0] * tw, t[1] * th
+            sx0, sy0 = max(tx0, plan.x0), max(ty0, plan.y0)
+            sx1, sy1 = min(tx0 + tw, plan.x0 + plan.w), min(ty0 + th, plan.y0 + plan.h)
+            return (b, slice(sy0 - oy, sy1 - oy), slice(sx0 - ox, sx1 - ox), slice(sy0 - ty0, sy1 - ty0),
+                    slice(sx0 - tx0, sx1 - tx0))
+
         keys = [(c, r, z, p) for c, r in tiles]
         if dev == "cpu":  # each decoding thread pastes its tile where it goes: no second pass over the region
+            # one region: each tile's place worked out by the thread that decoded it (not all before any decode)
+            lazy = len(boxes) == 1 and shape[1] != tw
+            pastes: dict[Tile, list[tuple]] = {} if lazy else self._pastes(boxes, tiles, paste)
             # a tile that fills a C-contiguous block of the output (the output as wide as a tile: a tile-sized
             # patch on the tile grid) is decoded straight there, its other places pasted from it
             places: dict[Tile, np.ndarray] = {}
@@ -332,7 +337,7 @@ class Slide:
                             break
 
             def sink(k: int, tile: np.ndarray) -> None:
-                for b, oys, oxs, tys, txs in pastes[tiles[k]]:
+                for b, oys, oxs, tys, txs in [paste(0, tiles[k])] if lazy else pastes[tiles[k]]:
                     out[b, oys, oxs] = tile[tys, txs]
 
             self._decode(lv, keys, dev, sink=sink, direct=(lambda k: places.get(tiles[k])) if places else None, **kw)
@@ -348,10 +353,20 @@ class Slide:
             ys, xs = plan.y0 - r0 * th, plan.x0 - c0 * tw
             out[0, oy : oy + plan.h, ox : ox + plan.w] = mosaic[ys : ys + plan.h, xs : xs + plan.w]
             return out
+        pastes = self._pastes(boxes, tiles, paste)
         for k, t in enumerate(tiles):
             for b, oys, oxs, tys, txs in pastes[t]:
                 out[b, oys, oxs] = decoded[k, tys, txs]
         return out
+
+    @staticmethod
+    def _pastes(boxes, tiles: list[Tile], paste) -> dict[Tile, list[tuple]]:
+        """Every place of every tile: ``paste(b, t)`` for each box b that tile t intersects."""
+        pastes: dict[Tile, list[tuple]] = {t: [] for t in tiles}
+        for b, (_, _, plan) in enumerate(boxes):
+            for t in plan.tiles:
+                pastes[t].append(paste(b, t))
+        return pastes
 
 
 def _device(device: str, kw: dict) -> str:

@@ -9,6 +9,7 @@ own decoder for everything else), on the device the batched nvJPEG / nvImageCode
 
 from __future__ import annotations
 
+import operator
 import threading
 from dataclasses import replace
 from collections.abc import Callable, Sequence
@@ -86,6 +87,9 @@ READ_GAP = 4096  # bytes between two frames' data read through rather than asked
 READ_SPAN = 256 << 10  # the most one read takes (about a row of 8 colour tiles of 256 x 256)
 
 
+_first = operator.itemgetter(0)
+
+
 class TileBytes(Sequence):
     """The encoded bytes of frames `indices` of one pixel reader (memoryviews), read run by run: frames
     whose data lie at most READ_GAP apart (the tiles of a region's row in a TILED_FULL file) are read in
@@ -95,11 +99,10 @@ class TileBytes(Sequence):
 
     def __init__(self, reader: Any, indices: Sequence[int]) -> None:
         self._reader = reader
-        spans = []  # (start, end, position, frame index); end None: several fragments
-        for j, i in enumerate(indices):
-            frame = reader.frame(i)
-            spans.append((frame[0].offset, frame[0].offset + frame[0].length if len(frame) == 1 else None, j, i))
-        spans.sort(key=lambda s: s[0])
+        frames = reader.frames
+        # (start, end, position, frame index); end None: several fragments
+        spans = sorted(((f[0].offset, f[0].offset + f[0].length if len(f) == 1 else None, j, i)
+                        for j, i in enumerate(indices) for f in (frames[i],)), key=_first)
         self._runs: list[list[tuple]] = []
         end = 0  # where the last run's data end (a frame asked for twice overlaps itself)
         for span in spans:
@@ -309,7 +312,8 @@ def decode_tiles(reader: FrameReader, indices: Sequence[int], device: str, out, 
     if device == "cpu" or str(spec.transfer_syntax) not in JPEG_SYNTAXES | J2K_SYNTAXES:
         frames = read_tile_bytes(reader, indices)
     if device == "cpu":
-        to_rgb = not raw and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
+        # (grey tiles are never YBR: their first tile is not read here, before the threads start)
+        to_rgb = not raw and spec.samples_per_pixel == 3 and conformed_photometric(spec, frames[0]) in ("YBR_FULL", "YBR_FULL_422")
         into = sink is None and isinstance(out, np.ndarray) and out.flags.c_contiguous
         _decode_cpu(spec, frames, None if into else sink or _store(out), threads, exact, to_rgb,
                     out if into else None, reader.classes, None if sink is None else direct)
