@@ -1,0 +1,128 @@
+"""gpudcm.host_memory: decoded arrays from reused mappings, handed out again only once every view of the
+last array is gone, bounded by its limit, and the decoders' results through it equal pydicom's."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.pixels import pixel_array as pydicom_pixel_array
+
+import gpudcm
+from gpudcm import host_memory
+
+BIG = (512, 512)  # uint16: 512 KiB, above MIN_BYTES
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    host_memory.clear()
+    monkeypatch.setattr(host_memory, "limit", 8 << 20)
+    yield
+    host_memory.clear()
+
+
+def _address(arr: np.ndarray) -> int:
+    return arr.__array_interface__["data"][0]
+
+
+def test_like_np_empty(fresh):
+    arr = host_memory.empty(BIG, np.uint16)
+    assert arr.shape == BIG and arr.dtype == np.uint16 and arr.flags.c_contiguous and arr.flags.writeable
+    small = host_memory.empty((4, 5), ">i4")
+    assert small.shape == (4, 5) and small.dtype == np.dtype(">i4")
+    odd = host_memory.empty((3, 1001, 97), np.uint8)  # not a page multiple
+    odd[...] = 7
+    assert odd.sum() == 7 * odd.size
+
+
+def test_a_block_is_reused_only_after_its_last_view_is_gone(fresh):
+    arr = host_memory.empty(BIG, np.uint16)
+    arr[...] = 1234
+    where = _address(arr)
+    view = arr[100:200]
+    del arr
+    gc.collect()
+    assert host_memory.kept_bytes() == 0  # a view still holds it
+    other = host_memory.empty(BIG, np.uint16)
+    assert _address(other) != where
+    other[...] = 0
+    assert (view == 1234).all()  # the view's memory was not handed out
+    del view
+    again = host_memory.empty(BIG, np.uint16)
+    assert _address(again) == where  # now it is
+    assert host_memory.kept_bytes() == 0
+
+
+def test_the_limit_bounds_what_is_kept(fresh, monkeypatch):
+    monkeypatch.setattr(host_memory, "limit", 1 << 20)  # two 512 KiB blocks
+    arrays = [host_memory.empty(BIG, np.uint16) for _ in range(4)]
+    del arrays
+    assert host_memory.kept_bytes() == 1 << 20
+    host_memory.clear()
+    assert host_memory.kept_bytes() == 0
+    monkeypatch.setattr(host_memory, "limit", 0)
+    arr = host_memory.empty(BIG, np.uint16)
+    assert arr.base is None  # plain NumPy when nothing may be kept
+    del arr
+    assert host_memory.kept_bytes() == 0
+
+
+def test_small_arrays_stay_plain_numpy(fresh):
+    arr = host_memory.empty((16, 16), np.uint16)
+    assert arr.base is None
+    del arr
+    assert host_memory.kept_bytes() == 0
+
+
+def test_threads_take_distinct_blocks(fresh):
+    """Arrays freed and taken on several threads at once: no block is handed to two live arrays."""
+    errors = []
+
+    def work(value: int) -> None:
+        for _ in range(50):
+            arr = host_memory.empty(BIG, np.uint16)
+            arr[...] = value
+            if not (arr == value).all():
+                errors.append(value)
+
+    threads = [threading.Thread(target=work, args=(v,)) for v in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert host_memory.kept_bytes() <= host_memory.limit
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork")
+def test_a_forked_child_allocates(fresh):
+    arr = host_memory.empty(BIG, np.uint16)
+    del arr
+    pid = os.fork()
+    if pid == 0:  # the child: the lock is fresh, the kept block usable
+        ok = host_memory.empty(BIG, np.uint16)
+        ok[...] = 3
+        os._exit(0 if (ok == 3).all() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("name", ["693_UNCR.dcm", "OBXXXX1A_rle_2frame.dcm", "US1_UNCR.dcm", "MR2_UNCR.dcm", "emri_small_RLE.dcm"])
+def test_decoded_batches_in_reused_memory_equal_pydicom(fresh, name):
+    """The same files decoded batch after batch (the second batch in the first one's memory) and the first
+    batch's arrays kept alive in between: every array equals pydicom's."""
+    path = get_testdata_file(name)
+    truth = pydicom_pixel_array(path)
+    first = gpudcm.decode_batch([path, path], device="cpu")
+    kept = first[0]
+    del first
+    second = gpudcm.decode_batch([path, path], device="cpu")
+    for arr in (kept, *second):
+        np.testing.assert_array_equal(arr, truth)
+        assert arr.dtype == truth.dtype
