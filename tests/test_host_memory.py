@@ -22,7 +22,7 @@ BIG = (512, 512)  # uint16: 512 KiB, above MIN_BYTES
 @pytest.fixture
 def fresh(monkeypatch):
     host_memory.clear()
-    monkeypatch.setattr(host_memory, "limit", 8 << 20)
+    monkeypatch.setattr(host_memory, "limit", 32 << 20)
     yield
     host_memory.clear()
 
@@ -126,3 +126,11 @@ def test_decoded_batches_in_reused_memory_equal_pydicom(fresh, name):
     for arr in (kept, *second):
         np.testing.assert_array_equal(arr, truth)
         assert arr.dtype == truth.dtype
+
+
+def test_large_arrays_stay_plain_numpy(fresh):
+    """Above MAX_BYTES NumPy's own allocation (huge pages) is used."""
+    arr = host_memory.empty((host_memory.MAX_BYTES + 1,), np.uint8)
+    assert arr.base is None
+    edge = host_memory.empty((host_memory.MAX_BYTES,), np.uint8)
+    assert edge.base is not None
