@@ -134,3 +134,35 @@ def test_large_arrays_stay_plain_numpy(fresh):
     assert arr.base is None
     edge = host_memory.empty((host_memory.MAX_BYTES,), np.uint8)
     assert edge.base is not None
+
+
+def test_a_small_encapsulated_file_is_read_into_reused_memory(fresh, tmp_path, monkeypatch):
+    """An encapsulated element of a small file is read in one call into host_memory (the next file of the
+    series reads into the same memory once the first reader is gone); the values stay pydicom's, and after
+    a read that comes back short the file is read again the general way (never a short element)."""
+    from gpudcm import reader as reader_module
+
+    from datagen import _base_dataset, _rle_outside_profile
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = _base_dataset(ExplicitVRLittleEndian, rows=256, cols=256, frames=2, spp=1, photometric="MONOCHROME2",
+                       bits_allocated=16, bits_stored=16, pixel_rep=0)
+    _rle_outside_profile(ds, np.random.default_rng(3).integers(0, 65535, (2, 256, 256), np.uint16, endpoint=True))
+    path = tmp_path / "noise_rle.dcm"  # ~ 260 KB of RLE: above MIN_BYTES
+    ds.save_as(path, enforce_file_format=True)
+    truth = pydicom_pixel_array(path)
+    with gpudcm.open_pixels(path) as r:
+        assert not r.is_lazy and r.data.nbytes >= host_memory.MIN_BYTES
+        where = np.frombuffer(r.data, np.uint8).__array_interface__["data"][0]
+        np.testing.assert_array_equal(gpudcm.pixel_array(r, device="cpu"), truth)
+    del r
+    gc.collect()
+    with gpudcm.open_pixels(path) as r:
+        assert np.frombuffer(r.data, np.uint8).__array_interface__["data"][0] == where
+        np.testing.assert_array_equal(gpudcm.pixel_array(r, device="cpu"), truth)
+
+    real, calls = os.preadv, []
+    monkeypatch.setattr(reader_module.os, "preadv", lambda fd, bufs, off: calls.append(off) or real(fd, bufs, off) - 1)
+    with gpudcm.open_pixels(path) as r:
+        assert calls and isinstance(r.data, bytes)  # the full dcmread, the second opinion
+        np.testing.assert_array_equal(gpudcm.pixel_array(r, device="cpu"), truth)
