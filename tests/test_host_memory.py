@@ -101,16 +101,48 @@ def test_threads_take_distinct_blocks(fresh):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork")
-def test_a_forked_child_allocates(fresh):
+def test_a_forked_child_does_not_share_kept_blocks(fresh):
+    """Parent and forked child (a DataLoader worker) both take the block kept before the fork and write it:
+    each sees only its own values (a shared mapping would let them overwrite each other's arrays)."""
     arr = host_memory.empty(BIG, np.uint16)
     del arr
+    assert host_memory.kept_bytes() > 0
+    to_child, to_parent = os.pipe(), os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: the lock is fresh, the kept block usable
-        ok = host_memory.empty(BIG, np.uint16)
-        ok[...] = 3
-        os._exit(0 if (ok == 3).all() else 1)
+    if pid == 0:  # the child: a fresh lock, the kept block usable, and private
+        ok = False
+        try:
+            mine = host_memory.empty(BIG, np.uint16)
+            mine[...] = 3
+            os.write(to_parent[1], b"w")
+            os.read(to_child[0], 1)  # the parent has written its own block
+            ok = bool((mine == 3).all())
+        finally:
+            os._exit(0 if ok else 1)
+    os.read(to_parent[0], 1)
+    theirs = host_memory.empty(BIG, np.uint16)
+    theirs[...] = 5
+    os.write(to_child[1], b"w")
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    assert (theirs == 5).all()
+    for fd in (*to_child, *to_parent):
+        os.close(fd)
+
+
+def test_the_segment_buffer_is_private_to_a_forked_child(fresh):
+    """The RLE decoder's per-thread segment buffer, created before a fork, is the child's own copy."""
+    from gpudcm.codecs import imagecodecs_codecs as icc
+
+    buf = icc._segment_buffer(1 << 16)
+    buf[:] = 1
+    pid = os.fork()
+    if pid == 0:
+        child = icc._segment_buffer(1 << 16)
+        child[:] = 9
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert (buf == 1).all()
 
 
 @pytest.mark.parametrize("name", ["693_UNCR.dcm", "OBXXXX1A_rle_2frame.dcm", "US1_UNCR.dcm", "MR2_UNCR.dcm", "emri_small_RLE.dcm"])

@@ -49,6 +49,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
+def anonymous(size: int) -> mmap.mmap:
+    """A private anonymous mapping: a forked child (a DataLoader or Dask worker) gets a copy on write, not
+    memory shared with this process (``mmap.mmap(-1, n)`` alone is MAP_SHARED on POSIX)."""
+    if hasattr(mmap, "MAP_PRIVATE"):
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return mmap.mmap(-1, size)  # Windows: no fork
+
+
 def _take(size: int) -> mmap.mmap:
     global _kept
     with _lock:
@@ -56,7 +64,7 @@ def _take(size: int) -> mmap.mmap:
         if kept:
             _kept -= size
             return kept.pop()
-    return mmap.mmap(-1, size)
+    return anonymous(size)
 
 
 def _give_back(size: int, mapping: mmap.mmap) -> None:
