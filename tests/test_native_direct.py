@@ -48,8 +48,13 @@ CASES = {
     "i8-7bit-big-endian-ob": (BE, dict(bits_allocated=8, bits_stored=7, pixel_rep=1, rows=3, cols=5), "swap"),
     "rgb16-12bit-big-endian": (BE, dict(bits_allocated=16, bits_stored=12, pixel_rep=0, spp=3, photometric="RGB",
                                         planar=0, frames=2), "swap"),
+    "u8-big-endian-ow-pairs": (BE, dict(bits_allocated=8, bits_stored=8, pixel_rep=0, rows=3, cols=4, frames=3,
+                                        vr="OW"), "swap"),  # byte pairs across samples, frames of even length
+    "rgb-big-endian-ow-pairs": (BE, dict(bits_allocated=8, bits_stored=8, pixel_rep=0, spp=3, photometric="RGB",
+                                         planar=0, rows=2, cols=3, frames=2, vr="OW"), "swap"),
     # refused: pydicom's decode is not the bytes as they are (or simply swapped)
-    "u8-big-endian-ow": (BE, dict(bits_allocated=8, bits_stored=8, pixel_rep=0, rows=3, cols=5, vr="OW"), False),
+    "u8-big-endian-ow-odd": (BE, dict(bits_allocated=8, bits_stored=8, pixel_rep=0, rows=3, cols=5, frames=3,
+                                      vr="OW"), False),  # odd frames: a frame's pairs straddle its neighbours
     "u16-big-endian-planar": (BE, dict(bits_allocated=16, bits_stored=16, pixel_rep=0, spp=3, photometric="RGB",
                                        planar=1), False),
     "rgb-planar": (ExplicitVRLittleEndian, dict(bits_allocated=8, bits_stored=8, pixel_rep=0, spp=3,
@@ -117,7 +122,7 @@ def test_direct_path_taken_or_refused_and_equal_to_pydicom(tmp_path, spy, name):
 
 @pytest.mark.parametrize("name", ["i16-12bit-explicit", "u8-6bit-odd-length", "i8-7bit-multiframe",
                                   "u16-11bit-big-endian-odd-multiframe", "i32-24bit-big-endian-multiframe",
-                                  "rgb16-12bit-big-endian"])
+                                  "rgb16-12bit-big-endian", "u8-big-endian-ow-pairs", "u8-big-endian-ow-odd"])
 def test_direct_path_frames_and_batches_equal_pydicom(tmp_path, name):
     """One frame, a frame subset (into out=, repeated and reversed) and a pipelined batch take the same
     direct reads."""

@@ -129,12 +129,18 @@ _LITTLE_HOST = sys.byteorder == "little"
 
 def swapped_as_decoded(spec: PixelSpec) -> bool:
     """Whether pydicom's decode of these native frames is their bytes with each sample's bytes reversed, up
-    to its unused-bit correction: big endian on a little-endian machine, 8 to 64 bits a sample (8-bit
-    samples are not swapped; 8-bit OW is, in pairs across samples, and is left to pydicom), otherwise as
-    :func:`stored_as_decoded`. Such frames are read straight into the output and swapped there in place."""
+    to its unused-bit correction: big endian on a little-endian machine, 8 to 64 bits a sample (8-bit OB
+    samples: nothing to reverse; 8-bit OW: byte pairs across samples, taken only when every frame is an
+    even number of bytes, so each frame's pairs are its own), otherwise as :func:`stored_as_decoded`.
+    Such frames are read straight into the output and swapped there in place (:func:`swap_unit` bytes)."""
     return (not spec.is_little_endian and _LITTLE_HOST and spec.bits_allocated in (8, 16, 32, 64)
-            and not spec.swaps_ow and spec.photometric_interpretation in _AS_STORED
+            and (not spec.swaps_ow or spec.frame_bits % 16 == 0) and spec.photometric_interpretation in _AS_STORED
             and spec.planar_configuration == 0 and not spec.is_ybr422_native)
+
+
+def swap_unit(spec: PixelSpec) -> int:
+    """Bytes reversed together for :func:`swapped_as_decoded` frames: a sample, or a pair for 8-bit OW."""
+    return 2 if spec.swaps_ow else spec.itemsize
 
 
 def swap_in_place(arr: np.ndarray) -> None:
@@ -306,8 +312,8 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
     if (swapped or stored_as_decoded(spec)) and out.flags.c_contiguous:
         for k, a, b in _runs(indices, len(indices)):  # file -> output, one read a run, no copy
             reader.read_range_into(a * flen, out[k : k + b - a].reshape(-1).view(np.uint8))
-        if swapped and out.dtype.itemsize > 1:
-            swap_in_place(out)
+        if swapped and swap_unit(spec) > 1:
+            swap_in_place(out.reshape(-1).view(np.uint8).view(f"u{swap_unit(spec)}"))
         correct_unused_bits(spec, out)
         return out
     per_run = max(1, NATIVE_RUN_BYTES // max(1, flen))
