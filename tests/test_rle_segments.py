@@ -69,3 +69,38 @@ def test_a_short_segment_goes_to_the_dicom_rle_decoder(tmp_path):
     with pytest.raises(ValueError):
         icc.rle_decode(short, spec, {})
 
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_long_segment_goes_to_the_dicom_rle_decoder(tmp_path, bits):
+    """A segment that decodes to more than Rows x Columns bytes overflows the segment buffer: refused (the
+    DICOM RLE decoder and pydicom decide), and a 16-bit output is left as it was."""
+    path = _rle_file(tmp_path, bits, bits, 0, frames=1)
+    spec = pixel_spec(gpudcm.open_pixels(path).dataset())
+    plane = spec.rows * spec.columns
+    run = bytes([256 - 127, 5])  # 128 bytes of 5: more than the 63-byte plane
+    segments = [run] * (bits // 8)
+    offsets = [64 + sum(map(len, segments[:j])) for j in range(len(segments))]
+    frame = struct.pack("<16L", len(segments), *offsets, *([0] * (15 - len(segments)))) + b"".join(segments)
+    assert 128 > plane
+    assert icc._rle_by_segment(frame, spec, icc._check_rle_header(frame, spec)) is None
+    out = np.full(spec.frame_shape, 7, dtype=spec.dtype)
+    assert not icc.rle_decode_into(frame, spec, {}, out)
+    if bits == 16:
+        assert (out == 7).all()
+
+
+def test_the_segment_buffer_is_reused_across_frame_sizes(tmp_path):
+    """Frames of several sizes in turn on one thread (the reused segment buffer grows, and a smaller frame
+    uses only its front) decode to the DICOM RLE decoder's values."""
+    for rows, cols in ((40, 50), (7, 9), (64, 64), (3, 5)):
+        ds = _base_dataset(ExplicitVRLittleEndian, rows=rows, cols=cols, frames=1, spp=1, photometric="MONOCHROME2",
+                           bits_allocated=16, bits_stored=16, pixel_rep=0)
+        values = RNG.integers(0, 65535, size=(1, rows, cols), dtype=np.uint16, endpoint=True)
+        _rle_outside_profile(ds, values)
+        path = tmp_path / f"r{rows}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        with gpudcm.open_pixels(str(path)) as r:
+            frame = bytes(r.frame_bytes(0))
+            ours = icc._rle_by_segment(frame, r.spec, icc._check_rle_header(frame, r.spec))
+        np.testing.assert_array_equal(ours, values[0])

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import host_memory
 from .codecs.decode import correct_unused_bits
 from .cpu import _INTERRUPTS, _wrap, decoder_for, native_order
 from .errors import GpudcmError
@@ -284,7 +285,7 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
     if indices is None:
         if spec.is_encapsulated:
             every = list(range(spec.number_of_frames))
-            flat = out if out is not None else np.empty((len(every), *spec.frame_shape), dtype=spec.dtype)
+            flat = out if out is not None else host_memory.empty((len(every), *spec.frame_shape), spec.dtype)
             if _registry(reader, every, flat.reshape((len(every), *spec.frame_shape)), raw=raw, as_rgb=as_rgb,
                          threads=threads):
                 return flat.reshape(spec.shape(None))
@@ -300,7 +301,7 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
         result = decode_frames(reader, indices, out=flat, raw=raw, as_rgb=as_rgb)
         return result.reshape(spec.shape(None))
     if out is None:
-        out = np.empty(output_shape(spec, indices), dtype=spec.dtype)
+        out = host_memory.empty(output_shape(spec, indices), spec.dtype)
     if spec.is_encapsulated:
         if _registry(reader, indices, out, raw=raw, as_rgb=as_rgb, threads=threads):
             return out

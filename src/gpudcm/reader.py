@@ -33,6 +33,7 @@ from pydicom.uid import UID, RLELossless
 from pydicom.valuerep import VR
 from pydicom.values import convert_UI
 
+from . import host_memory
 from .errors import GpudcmError, InvalidPixelData
 from .frames import Frame, check_codestream_sizes, check_rle_capacity, encapsulated_extents, native_extents, native_frame
 from .pydicom_compat import at_pixel_data, read_dataset, read_file_meta_info, read_preamble
@@ -498,6 +499,17 @@ def _parsed(fp: BinaryIO, tags: list[int] | None, rest: BinaryIO | None = None) 
         return None
 
 
+def _read_element(fd: int, offset: int, length: int) -> tuple[memoryview, int]:
+    """The element's bytes in one read, into reused memory (gpudcm.host_memory) where the platform reads
+    into a buffer: a file read batch after batch then costs no page faults. Returns (bytes, count read)."""
+    if not hasattr(os, "preadv"):
+        data = os.pread(fd, length, offset)
+        return memoryview(data), len(data)
+    buf = host_memory.empty(length, np.uint8)
+    got = os.preadv(fd, [buf], offset)
+    return memoryview(buf)[:got], got
+
+
 def _lazy_path(path, name: str, tags: list[int] | None):
     """A reader over the file at `path` from one read of its first bytes (the header, parsed from
     memory; from the file when it runs past them) and one ``fstat`` (the size and modification time every
@@ -530,10 +542,10 @@ def _lazy_path(path, name: str, tags: list[int] | None):
         if end <= len(head):  # the whole element came with the header
             data = memoryview(head)[elem.offset : end]
         elif spec.is_encapsulated and size <= SLURP_BYTES:  # codecs want bytes: one read of the element
-            data = memoryview(os.pread(fd, elem.length, elem.offset))
-            if len(data) != elem.length or os.fstat(fd).st_size != size:
+            data, got = _read_element(fd, elem.offset, elem.length)
+            if got != elem.length or os.fstat(fd).st_size != size:
                 raise InvalidPixelData(f"{name}: the file changed while it was being read "
-                                       f"({len(data)} of {elem.length} pixel bytes read)")
+                                       f"({got} of {elem.length} pixel bytes read)")
         else:
             data = FileBytes(fp, elem.offset, elem.length, name, stamp=(size, st.st_mtime_ns), path=os.fspath(path))
         reader = PixelReader(ds, spec, data)  # encapsulated extents: item headers read through the open file

@@ -8,12 +8,14 @@ same bits); ``*_reason_not(spec, info)`` says why a frame is left to the next ba
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from .. import host_memory
 from ..spec import PixelSpec
 from . import pydicom_plugins
 from .parallel import codec_threads
@@ -205,25 +207,48 @@ def _check_rle_header(data, spec: PixelSpec) -> tuple[int, ...]:
     return offsets
 
 
+_scratch = threading.local()
+
+
+def _segment_buffer(n: int) -> np.ndarray:
+    """This thread's reused buffer of at least `n` bytes for decoded segments (fresh memory per frame costs
+    page faults; PackBits into a given buffer also skips imagecodecs' sizing pass, ~1.5x faster). Mapped
+    on its own, not from malloc's heap, where a long-lived block would keep the freed memory above it from
+    going back to the system (measured: +9 MB peak RSS over a chunked job)."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.size < n:
+        buf = _scratch.buf = np.frombuffer(host_memory.anonymous(n), dtype=np.uint8)
+    return buf
+
+
 def _rle_by_segment(data, spec: PixelSpec, offsets: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray | None:
     """One sample a pixel: each segment through imagecodecs' PackBits decoder and the bytes put together,
     most significant segment first, with NumPy (faster than its DICOM RLE decoder's interleave), into `out`
-    (unsigned, ``spec.itemsize`` bytes a sample, Rows x Columns) when given. None, with nothing written,
-    unless every segment decodes to exactly Rows x Columns bytes (then its DICOM RLE decoder decides)."""
+    (unsigned, ``spec.itemsize`` bytes a sample, Rows x Columns) when given. None unless every segment
+    decodes to exactly Rows x Columns bytes (then its DICOM RLE decoder decides; an 8-bit `out` may hold
+    part of the frame)."""
     plane = spec.rows * spec.columns
     view = memoryview(data).cast("B")
     ends = (*offsets[1:], len(view))
-    segments = [_ic().packbits_decode(view[a:b]) for a, b in zip(offsets, ends)]
-    if any(len(seg) != plane for seg in segments):
-        return None
     k = spec.itemsize
     dtype = np.dtype(f"u{k}")
     arr = np.empty(plane, dtype=dtype) if out is None else out.reshape(plane)
-    for j, seg in enumerate(segments):  # segment j holds byte k - 1 - j of each sample
-        byte = np.frombuffer(seg, dtype=np.uint8)
-        if k == 1:
-            np.copyto(arr, byte)
-        elif j == 0:
+    # segments land in this thread's buffer (a segment longer than a plane overflows it: an error, which
+    # sends the frame to the DICOM RLE decoder, as a short one does); 8-bit frames straight into `arr`
+    buf = arr.view(np.uint8) if k == 1 else _segment_buffer(k * plane)
+    segments = []
+    for j, (a, b) in enumerate(zip(offsets, ends)):
+        try:
+            seg = _ic().packbits_decode(view[a:b], out=buf[j * plane:(j + 1) * plane])
+        except RuntimeError:  # imagecodecs' ImcdError: the output is too small
+            return None
+        if len(seg) != plane:
+            return None
+        segments.append(seg)
+    if k == 1:
+        return arr.reshape(spec.rows, spec.columns)
+    for j, byte in enumerate(segments):  # segment j holds byte k - 1 - j of each sample
+        if j == 0:
             np.left_shift(byte, 8 * (k - 1), out=arr, dtype=dtype)
         elif j < k - 1:
             arr |= np.left_shift(byte, 8 * (k - 1 - j), dtype=dtype)
