@@ -4,7 +4,7 @@ Tiny generated 64 x 64 files (native, big endian, RLE, RGB, multi-frame) and the
 each decoded in interleaved rounds (gpudcm then pydicom, then the other order), median per call; values
 checked equal first. One command:
 
-    PYTHONPATH=src .venv/bin/python benchmarks/per_file.py [--rounds 15] [--out benchmarks/results/per-file-cpu-dev-machine.md]
+    PYTHONPATH=src .venv/bin/python benchmarks/per_file.py [--rounds 15] [--only NAME ...] [--out benchmarks/results/per-file-cpu-dev-machine.md]
 """
 
 from __future__ import annotations
@@ -122,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     ap.add_argument("--tiny-only", action="store_true")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="time only files whose label contains TEXT (repeatable)")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         files = tiny_files(Path(tmp)) + ([] if args.tiny_only else corpus_files())
         for path in files:
+            if args.only and not any(t in _label(path) for t in args.only):
+                continue
             got = measure(path, args.rounds)
             if got is None:
                 continue

@@ -128,6 +128,29 @@ def stored_as_decoded(spec: PixelSpec) -> bool:
 _LITTLE_HOST = sys.byteorder == "little"
 
 
+def swapped_as_decoded(spec: PixelSpec) -> bool:
+    """Whether pydicom's decode of these native frames is their bytes with each sample's bytes reversed, up
+    to its unused-bit correction: big endian on a little-endian machine, 8 to 64 bits a sample (8-bit OB
+    samples: nothing to reverse; 8-bit OW: byte pairs across samples, taken only when every frame is an
+    even number of bytes, so each frame's pairs are its own), otherwise as :func:`stored_as_decoded`.
+    Such frames are read straight into the output and swapped there in place (:func:`swap_unit` bytes)."""
+    return (not spec.is_little_endian and _LITTLE_HOST and spec.bits_allocated in (8, 16, 32, 64)
+            and (not spec.swaps_ow or spec.frame_bits % 16 == 0) and spec.photometric_interpretation in _AS_STORED
+            and spec.planar_configuration == 0 and not spec.is_ybr422_native)
+
+
+def swap_unit(spec: PixelSpec) -> int:
+    """Bytes reversed together for :func:`swapped_as_decoded` frames: a sample, or a pair for 8-bit OW."""
+    return 2 if spec.swaps_ow else spec.itemsize
+
+
+def swap_in_place(arr: np.ndarray) -> None:
+    """Reverse the bytes of every sample of the C-contiguous `arr` in place: NumPy's byte-order cast of a
+    flat view onto itself (element by element, no temporary; 4-5x faster than ``ndarray.byteswap``)."""
+    flat = arr.reshape(-1)
+    np.copyto(flat, flat.view(flat.dtype.newbyteorder("S")))
+
+
 def _runs(indices: list[int], per_run: int) -> Iterator[tuple[int, int, int]]:
     """(position in `indices`, first frame, end frame) of consecutive runs, at most `per_run` frames each."""
     k = 0
@@ -286,9 +309,12 @@ def decode_frames(reader: PixelReader, indices: list[int] | None = None, *, out:
             out[k] = _encapsulated_frame(reader, i, raw=raw, as_rgb=as_rgb)
         return out
     flen = spec.frame_bits // 8
-    if stored_as_decoded(spec) and out.flags.c_contiguous:
+    swapped = swapped_as_decoded(spec)
+    if (swapped or stored_as_decoded(spec)) and out.flags.c_contiguous:
         for k, a, b in _runs(indices, len(indices)):  # file -> output, one read a run, no copy
             reader.read_range_into(a * flen, out[k : k + b - a].reshape(-1).view(np.uint8))
+        if swapped and swap_unit(spec) > 1:
+            swap_in_place(out.reshape(-1).view(np.uint8).view(f"u{swap_unit(spec)}"))
         correct_unused_bits(spec, out)
         return out
     per_run = max(1, NATIVE_RUN_BYTES // max(1, flen))

@@ -279,6 +279,57 @@ def _j2k_start(buf: bytes) -> tuple[int, bool]:
     return 0, False
 
 
+def _jp2_boxes(buf: bytes, pos: int, end: int):
+    """(type, payload start, payload end) of each JP2 box in ``buf[pos:end]`` (ISO/IEC 15444-1 I.4)."""
+    while pos + 8 <= end:
+        length, kind, head = int.from_bytes(buf[pos : pos + 4], "big"), buf[pos + 4 : pos + 8], 8
+        if length == 1:
+            if pos + 16 > end:
+                raise InvalidPixelData("JP2 box with a cut-off extended length")
+            length, head = int.from_bytes(buf[pos + 8 : pos + 16], "big"), 16
+        elif length == 0:  # the last box: to the end
+            length = end - pos
+        if length < head:
+            raise InvalidPixelData(f"JP2 {kind!r} box of {length} bytes")
+        yield kind, pos + head, min(pos + length, end)
+        pos += length
+
+
+# JP2 enumerated colour spaces OpenJPEG decodes without touching the samples
+_JP2_AS_DECODED = {16: "sRGB", 17: "greyscale"}
+
+
+def jp2_changes_samples(data) -> str | None:
+    """Why OpenJPEG's JP2 reader, or a wrapper acting on what it reports, may change a JP2 file's
+    samples after decoding its codestream (so two wrappers may disagree), None when nothing in the JP2
+    header does: no palette, component mapping or channel definition box, and a first colour
+    specification that names sRGB or greyscale or that OpenJPEG ignores (METH > 2: a conforming reader
+    ignores the box, ISO/IEC 15444-1 Table I.9; OpenJPEG reads only the first colour specification)."""
+    buf = bytes(data)
+    try:
+        for kind, start, end in _jp2_boxes(buf, 0, len(buf)):
+            if kind == b"jp2c":
+                return None
+            if kind != b"jp2h":
+                continue
+            colour = False
+            for sub, s, e in _jp2_boxes(buf, start, end):
+                if sub in (b"pclr", b"cmap", b"cdef"):
+                    return f"a JP2 {sub.decode('latin-1')} box (palette or channel mapping)"
+                if sub == b"colr" and not colour:
+                    colour = True
+                    meth = buf[s] if s < e else 0
+                    if meth == 1:
+                        space = int.from_bytes(buf[s + 3 : s + 7], "big")
+                        if space not in _JP2_AS_DECODED:
+                            return f"a JP2 colour specification of enumerated colour space {space}"
+                    elif meth <= 2:
+                        return "a JP2 ICC profile" if meth == 2 else "a JP2 colour specification of method 0"
+    except InvalidPixelData as exc:
+        return str(exc)
+    return "no JP2 codestream box (jp2c) in the header bytes"
+
+
 def parse_j2k(data) -> J2kInfo:
     """Parse the main header of a JPEG 2000 / HTJ2K codestream (raw or inside a JP2 wrapper)."""
     buf = bytes(data) if not isinstance(data, bytes) else data

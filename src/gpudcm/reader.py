@@ -20,7 +20,7 @@ import os
 import struct
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, NamedTuple
 
@@ -231,11 +231,29 @@ def _transfer_syntax(meta: FileMetaDataset):
     return meta.get("TransferSyntaxUID")
 
 
-def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> Header | None:
+def _stop_at_pixels_or_cut(fp: io.BytesIO, cut: list) -> Any:
+    """A ``stop_when`` for `fp` (a file's first bytes): True at the pixel element, and (noted in `cut`) at an
+    element whose value, or the header after it, runs past those bytes."""
+    size, tell = len(fp.getbuffer()), fp.tell
+
+    def stop(tag, vr, length) -> bool:
+        if at_pixel_data(tag, vr, length):
+            return True
+        if length != 0xFFFFFFFF and tell() + length + 12 > size:
+            cut.append(tell())
+            return True
+        return False
+
+    return stop
+
+
+def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None, rest: BinaryIO | None = None) -> Header | None:
     """The dataset up to the pixel element and where that element's value lies in `fp`: pydicom's
     read of the file meta and of the dataset (``read_dataset`` with ``stop_when``; only `specific_tags`
     when given); None when the file is not read this way (no file meta, deflated, no pixel element, or
-    `fp` ends before the pixel element's header)."""
+    `fp` ends before the pixel element's header). `rest`: the whole file, when `fp` (a BytesIO) holds only
+    its first bytes: pydicom's read resumes there at the first element that runs past them (large
+    overlays, LUTs), the two reads' elements joined (each element read once, as one read would)."""
     fp.seek(0)
     read_preamble(fp, force=True)
     meta = file_meta(fp)
@@ -245,8 +263,16 @@ def parse_header(fp: BinaryIO, specific_tags: list[int] | None = None) -> Header
     tsyntax = tsyntax if type(tsyntax) is UID else UID(tsyntax)
     if tsyntax.is_deflated:
         return None
+    cut: list[int] = []
+    stop = at_pixel_data if rest is None else _stop_at_pixels_or_cut(fp, cut)
     ds = read_dataset(fp, is_implicit_VR=tsyntax.is_implicit_VR, is_little_endian=tsyntax.is_little_endian,
-                      stop_when=at_pixel_data, specific_tags=specific_tags)
+                      stop_when=stop, specific_tags=specific_tags)
+    if cut:  # pydicom stopped before an element past the first bytes: the rest is read from the file
+        rest.seek(fp.tell())
+        ds.update(read_dataset(rest, is_implicit_VR=tsyntax.is_implicit_VR,
+                               is_little_endian=tsyntax.is_little_endian, stop_when=at_pixel_data,
+                               specific_tags=specific_tags))
+        fp = rest
     ds.file_meta = meta
     head = fp.read(8)
     if len(head) != 8:
@@ -463,6 +489,16 @@ def _open_file(src, name: str):
 _RETRY = object()
 
 
+def _parsed(fp: BinaryIO, tags: list[int] | None, rest: BinaryIO | None = None) -> Header | None:
+    """:func:`parse_header` of `fp`, None when it does not parse (the caller then reads the general way)."""
+    try:
+        return parse_header(fp, tags, rest)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception:
+        return None
+
+
 def _read_element(fd: int, offset: int, length: int) -> tuple[memoryview, int]:
     """The element's bytes in one read, into reused memory (gpudcm.host_memory) where the platform reads
     into a buffer: a file read batch after batch then costs no page faults. Returns (bytes, count read)."""
@@ -476,10 +512,10 @@ def _read_element(fd: int, offset: int, length: int) -> tuple[memoryview, int]:
 
 def _lazy_path(path, name: str, tags: list[int] | None):
     """A reader over the file at `path` from one read of its first bytes (the header, parsed from
-    memory) and one ``fstat`` (the size and modification time every later read is checked against):
-    native pixel bytes stay in the file (read into the output when decoded); encapsulated ones of a small
-    file are read now, in one read. ``_RETRY`` when the pixel element's header is not in those first bytes
-    (or they do not parse): the caller then reads the file the general way."""
+    memory; from the file when it runs past them) and one ``fstat`` (the size and modification time every
+    later read is checked against): native pixel bytes stay in the file (read into the output when
+    decoded); encapsulated ones of a small file are read now, in one read. ``_RETRY`` when the header does
+    not parse this way: the caller then reads the file the general way."""
     fp = open(path, "rb", buffering=0)
     ok = False
     try:
@@ -487,12 +523,12 @@ def _lazy_path(path, name: str, tags: list[int] | None):
         st = os.fstat(fd)
         size = st.st_size
         head = os.pread(fd, min(size, HEAD_BYTES), 0)
-        try:
-            found = parse_header(io.BytesIO(head), tags)
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
-            raise
-        except Exception:
-            found = None
+        # a header past the first read (overlays, LUTs): its rest read from the file, the values of elements
+        # not asked for skipped by pydicom's reader, the pixel bytes left in the file
+        with open(fd, "rb", buffering=HEAD_BYTES, closefd=False) if len(head) < size else nullcontext() as whole:
+            found = _parsed(io.BytesIO(head), tags, whole)
+            if found is None and whole is not None:  # not from the first bytes: all of it from the file
+                found = _parsed(whole, tags)
         if found is None:
             return _RETRY
         ds, tsyntax, keyword, vr, length, start = found

@@ -160,8 +160,9 @@ def jpegls_decode(data, spec: PixelSpec, info: dict) -> np.ndarray:
 def _j2k_reason_not(spec: PixelSpec, info: dict) -> str | None:
     if not info or "precision" not in info:
         return "no SIZ header found (or a JP2 file)"
-    if info.get("jp2"):
-        return "a JP2 file, not a codestream"
+    if info.get("jp2") and info.get("jp2_changes", "not read") is not None:
+        # imagecodecs converts what OpenJPEG reports (sYCC, an ICC profile); pydicom's plugin does not
+        return f"a JP2 file with {info.get('jp2_changes', 'a header not read')}"
     if container_size(info["precision"]) > spec.itemsize:
         return f"{info['precision']}-bit samples do not fit {spec.bits_allocated}-bit Bits Allocated"
     return None

@@ -43,7 +43,12 @@ def frame_info(spec: PixelSpec, data) -> dict[str, Any]:
     head = bytes(data[: 1 << 16]) if fam == "j2k" else data
     try:
         if fam == "j2k":
-            return get_j2k_parameters(head)
+            info = get_j2k_parameters(head)
+            if info.get("jp2"):
+                from ..jpeg_markers import jp2_changes_samples
+
+                info["jp2_changes"] = jp2_changes_samples(head)  # for the registry (imagecodecs-openjpeg)
+            return info
         head = head if isinstance(head, bytes) else bytes(head)
         info = get_jpg_parameters(head)
     except Exception:
