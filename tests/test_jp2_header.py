@@ -106,3 +106,22 @@ def test_jp2_frames_take_the_backend_their_header_allows_with_pydicoms_values(tm
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(gpudcm.pixel_array(io.BytesIO(open(path, "rb").read()), device="cpu"), want)
+
+
+def test_subsampled_colour_j2k_goes_to_pydicoms_plugin():
+    """A 3-component codestream with a subsampled component (XRsiz 2 patched into US1_J2KR's SIZ) is left
+    to pydicom's plugin (imagecodecs would convert sYCC itself); the unpatched one takes OpenJPEG."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("US1_J2KR.dcm")
+    with gpudcm.open_pixels(path) as r:
+        spec, frame = r.spec, bytes(r.frame_bytes(0))
+    assert spec.samples_per_pixel == 3
+    siz = frame.index(b"\xff\x51")
+    patched = bytearray(frame)
+    patched[siz + 2 + 38 + 3 + 1] = 2  # component 1: Ssiz, XRsiz <- 2
+    plain_info, sub_info = codecs.frame_info(spec, frame), codecs.frame_info(spec, bytes(patched))
+    assert plain_info["subsampled"] is False and sub_info["subsampled"] is True
+    assert codecs.choose(spec, plain_info)[0].name == "imagecodecs-openjpeg"
+    backend, reasons = codecs.choose(spec, sub_info)
+    assert backend.finished and "subsampled components" in reasons

@@ -163,6 +163,9 @@ def _j2k_reason_not(spec: PixelSpec, info: dict) -> str | None:
     if info.get("jp2") and info.get("jp2_changes", "not read") is not None:
         # imagecodecs converts what OpenJPEG reports (sYCC, an ICC profile); pydicom's plugin does not
         return f"a JP2 file with {info.get('jp2_changes', 'a header not read')}"
+    if info.get("subsampled"):
+        # imagecodecs converts subsampled 3-component sYCC to RGB itself (OpenJPEG's color_sycc_to_rgb)
+        return "subsampled components"
     if container_size(info["precision"]) > spec.itemsize:
         return f"{info['precision']}-bit samples do not fit {spec.bits_allocated}-bit Bits Allocated"
     return None

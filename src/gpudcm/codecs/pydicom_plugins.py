@@ -35,6 +35,17 @@ def family(transfer_syntax: str) -> str:
     return "j2k" if ts in _J2K else "jls" if ts in _JLS else "jpeg" if ts in _JPEG else ""
 
 
+def _j2k_subsampled(head: bytes) -> bool:
+    """Whether any component of the codestream is subsampled (XRsiz or YRsiz > 1; unreadable counts as
+    subsampled): the registry then leaves the frame to pydicom's plugin."""
+    from ..jpeg_markers import parse_j2k
+
+    try:
+        return parse_j2k(head).subsampled
+    except Exception:
+        return True
+
+
 def frame_info(spec: PixelSpec, data) -> dict[str, Any]:
     """What pydicom's runner reads from a frame's codestream before decoding it ({} when unparsable)."""
     fam = family(spec.transfer_syntax)
@@ -48,6 +59,8 @@ def frame_info(spec: PixelSpec, data) -> dict[str, Any]:
                 from ..jpeg_markers import jp2_changes_samples
 
                 info["jp2_changes"] = jp2_changes_samples(head)  # for the registry (imagecodecs-openjpeg)
+            if spec.samples_per_pixel > 1:
+                info["subsampled"] = _j2k_subsampled(head)
             return info
         head = head if isinstance(head, bytes) else bytes(head)
         info = get_jpg_parameters(head)
