@@ -1,5 +1,5 @@
-"""decode_batch(device="cpu") as a pipeline (sources opened in order on the calling thread, decoded on the
-batch threads): results in input order and equal to pydicom, failures in their slots or raised, every
+"""decode_batch(device="cpu") on the batch threads (the calling thread and the pool each open and decode the
+next source): results in input order and equal to pydicom, failures in their slots or raised, every
 source ticked once, nothing left open, and a caller's streams read one at a time."""
 
 from __future__ import annotations
@@ -48,6 +48,41 @@ def test_a_failure_is_raised_and_the_rest_are_closed(tmp_path):
     before = _fds()
     with pytest.raises(gpudcm.GpudcmError):
         gpudcm.decode_batch([CT, RLE] * 5 + [str(bad)] + [CT] * 5, device="cpu", workers=2)
+    assert _fds() == before
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_after_a_failure_no_new_source_is_started(tmp_path, monkeypatch, workers):
+    """The lowest-index error is raised; sources after it are not opened (a few in flight may finish),
+    at most `workers` are open at a time, and every opened file is closed."""
+    from gpudcm import api
+
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"\0" * 300)
+    opened, open_now, most = [], [0], [0]
+    real_open = api.open_pixels
+
+    def counting(src, *args, **kwargs):
+        reader = real_open(src, *args, **kwargs)
+        opened.append(src)
+        open_now[0] += 1
+        most[0] = max(most[0], open_now[0])
+        close = reader.close
+
+        def closing():
+            open_now[0] -= 1
+            close()
+
+        reader.close = closing
+        return reader
+
+    monkeypatch.setattr(api, "open_pixels", counting)
+    sources = [CT] * 4 + [str(bad)] + [CT] * 200 + [str(bad)]
+    before = _fds()
+    with pytest.raises(gpudcm.GpudcmError, match="bad.dcm"):
+        gpudcm.decode_batch(sources, device="cpu", workers=workers)
+    assert len(opened) < 4 + 2 * workers, len(opened)
+    assert most[0] <= workers and open_now[0] == 0
     assert _fds() == before
 
 

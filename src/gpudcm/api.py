@@ -6,9 +6,9 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -498,19 +498,16 @@ def _batch_pool(threads: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpudcm-batch")
 
 
-def _beside_others(decoded: Callable[[int, Any], Any], k: int, source: Any) -> Any:
+def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any], Any], workers: int | None) -> list:
+    """``[decoded(k, opened(k)) for k in range(n)]`` on `workers` threads (default: all cores when the
+    first source's codec releases the GIL, else this one): this thread and ``workers - 1`` batch threads
+    each take the next source and open and decode it, so one thread's header parse (pydicom's, holding
+    the GIL) overlaps another's reads and codec calls (which release it). Measured on 2 cores against
+    this thread opening for decoding threads: native 0.28 vs 0.33 ms a file, RLE 0.46 vs 0.59 (fewer GIL
+    hand-overs). At most `workers` sources are open at a time. After an error no new source is started;
+    those started finish (and close their files) before the error of the lowest index is raised."""
     from .codecs.parallel import sharing_gil
 
-    with sharing_gil():
-        return decoded(k, source)
-
-
-def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any], Any], workers: int | None) -> list:
-    """``[decoded(k, opened(k)) for k in range(n)]``, pipelined: this thread opens the sources in order
-    (pydicom's header parse holds the GIL) while `workers` threads (default: all cores when the first
-    source's codec releases the GIL, else none) read and decode the ones opened before (file reads and the
-    codecs release it). At most 2 x `workers` sources are open at a time. On an error, the sources already
-    opened are still decoded (and closed) before it is raised."""
     if n == 0:
         return []
     first = opened(0)
@@ -518,24 +515,33 @@ def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any]
         workers = _cpu_workers(first)
     if workers <= 1 or n == 1:
         return [decoded(k, first if k == 0 else opened(k)) for k in range(n)]
-    pool = _batch_pool(workers, os.getpid())
     results: list[Any] = [None] * n
-    pending: deque = deque()
-    try:
-        for k in range(n):
-            pending.append((k, pool.submit(_beside_others, decoded, k, first if k == 0 else opened(k))))
-            while len(pending) > 2 * workers:
-                j, fut = pending.popleft()
-                results[j] = fut.result()
-        while pending:
-            j, fut = pending.popleft()
-            results[j] = fut.result()
-    finally:
-        for _, fut in pending:  # an error: let the submitted ones finish (they close their files)
-            try:
-                fut.result()
-            except BaseException:
-                pass
+    errors: dict[int, BaseException] = {}
+    counter = itertools.count(1)  # next() is atomic under the GIL; source 0 is this thread's
+    failed = threading.Event()
+
+    def one(k: int, source: Any = None) -> None:
+        try:
+            results[k] = decoded(k, opened(k) if source is None else source)
+        except BaseException as exc:  # noqa: BLE001 - raised below, lowest index first
+            errors[k] = exc
+            failed.set()
+
+    def work() -> None:
+        with sharing_gil():
+            while not failed.is_set() and (k := next(counter)) < n:
+                one(k)
+
+    pool = _batch_pool(workers - 1, os.getpid())
+    helpers = [pool.submit(work) for _ in range(workers - 1)]
+    with sharing_gil():
+        one(0, first)
+    work()
+    for h in helpers:
+        if not h.cancel():  # started: it is finishing its last source
+            h.result()
+    if errors:
+        raise errors[min(errors)]
     return results
 
 
