@@ -6,13 +6,11 @@ NumPy arrays equal to ``pydicom.pixels.pixel_array`` (dtype in native byte order
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from functools import lru_cache
 from typing import Any, Union
 
 import numpy as np
@@ -492,12 +490,6 @@ def _cpu_workers(reader) -> int:
         return 1
 
 
-@lru_cache(maxsize=4)
-def _batch_pool(threads: int, pid: int) -> ThreadPoolExecutor:
-    # keyed by process: a forked child (a DataLoader worker) inherits the pool object but not its threads
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpudcm-batch")
-
-
 def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any], Any], workers: int | None) -> list:
     """``[decoded(k, opened(k)) for k in range(n)]`` on `workers` threads (default: all cores when the
     first source's codec releases the GIL, else this one): this thread and ``workers - 1`` batch threads
@@ -506,7 +498,7 @@ def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any]
     this thread opening for decoding threads: native 0.28 vs 0.33 ms a file, RLE 0.46 vs 0.59 (fewer GIL
     hand-overs). At most `workers` sources are open at a time. After an error no new source is started;
     those started finish (and close their files) before the error of the lowest index is raised."""
-    from .codecs.parallel import sharing_gil
+    from .codecs.decode import thread_map
 
     if n == 0:
         return []
@@ -515,34 +507,18 @@ def _pipeline(n: int, opened: Callable[[int], Any], decoded: Callable[[int, Any]
         workers = _cpu_workers(first)
     if workers <= 1 or n == 1:
         return [decoded(k, first if k == 0 else opened(k)) for k in range(n)]
-    results: list[Any] = [None] * n
-    errors: dict[int, BaseException] = {}
-    counter = itertools.count(1)  # next() is atomic under the GIL; source 0 is this thread's
     failed = threading.Event()
 
-    def one(k: int, source: Any = None) -> None:
+    def one(k: int) -> Any:
+        if failed.is_set() and k:  # source 0 is open already: decoded (and closed) whatever happens
+            return None
         try:
-            results[k] = decoded(k, opened(k) if source is None else source)
-        except BaseException as exc:  # noqa: BLE001 - raised below, lowest index first
-            errors[k] = exc
+            return decoded(k, first if k == 0 else opened(k))
+        except BaseException:
             failed.set()
+            raise
 
-    def work() -> None:
-        with sharing_gil():
-            while not failed.is_set() and (k := next(counter)) < n:
-                one(k)
-
-    pool = _batch_pool(workers - 1, os.getpid())
-    helpers = [pool.submit(work) for _ in range(workers - 1)]
-    with sharing_gil():
-        one(0, first)
-    work()
-    for h in helpers:
-        if not h.cancel():  # started: it is finishing its last source
-            h.result()
-    if errors:
-        raise errors[min(errors)]
-    return results
+    return thread_map(one, range(n), workers)
 
 
 def _map(fn, items: list, workers: int | None) -> list:
