@@ -35,6 +35,7 @@ def _rle_file(tmp_path, bits: int, stored: int, rep: int, frames: int = 2):
 
 @pytest.mark.parametrize("bits,stored,rep", [(8, 8, 0), (8, 5, 1), (16, 12, 1), (16, 16, 0), (32, 20, 0), (32, 31, 1)])
 def test_segments_equal_the_dicom_rle_decoder_and_pydicom(tmp_path, monkeypatch, bits, stored, rep):
+    monkeypatch.setattr(icc, "RLE_SEGMENT_PIXELS", 1)  # these 7 x 9 frames go segment by segment too
     path = _rle_file(tmp_path, bits, stored, rep)
     with gpudcm.open_pixels(path) as r:
         for i in range(r.spec.number_of_frames):
@@ -55,9 +56,10 @@ def test_segments_equal_the_dicom_rle_decoder_and_pydicom(tmp_path, monkeypatch,
     np.testing.assert_array_equal(gpudcm.pixel_array(path, device="cpu"), pydicom_pixel_array(path))
 
 
-def test_a_short_segment_goes_to_the_dicom_rle_decoder(tmp_path):
+def test_a_short_segment_goes_to_the_dicom_rle_decoder(tmp_path, monkeypatch):
     """A second segment that decodes to fewer bytes than Rows x Columns is not patched together: the frame
     goes to imagecodecs' DICOM RLE decoder, which the length check then refuses (pydicom decides)."""
+    monkeypatch.setattr(icc, "RLE_SEGMENT_PIXELS", 1)
     path = _rle_file(tmp_path, 16, 16, 0, frames=1)
     ds = gpudcm.open_pixels(path).dataset()
     spec = pixel_spec(ds)
@@ -72,9 +74,10 @@ def test_a_short_segment_goes_to_the_dicom_rle_decoder(tmp_path):
 
 
 @pytest.mark.parametrize("bits", [8, 16])
-def test_a_long_segment_goes_to_the_dicom_rle_decoder(tmp_path, bits):
+def test_a_long_segment_goes_to_the_dicom_rle_decoder(tmp_path, monkeypatch, bits):
     """A segment that decodes to more than Rows x Columns bytes overflows the segment buffer: refused (the
     DICOM RLE decoder and pydicom decide), and a 16-bit output is left as it was."""
+    monkeypatch.setattr(icc, "RLE_SEGMENT_PIXELS", 1)
     path = _rle_file(tmp_path, bits, bits, 0, frames=1)
     spec = pixel_spec(gpudcm.open_pixels(path).dataset())
     plane = spec.rows * spec.columns
@@ -104,3 +107,17 @@ def test_the_segment_buffer_is_reused_across_frame_sizes(tmp_path):
             frame = bytes(r.frame_bytes(0))
             ours = icc._rle_by_segment(frame, r.spec, icc._check_rle_header(frame, r.spec))
         np.testing.assert_array_equal(ours, values[0])
+
+
+def test_small_frames_go_to_the_dicom_rle_decoder_in_one_call(tmp_path, monkeypatch):
+    """Below RLE_SEGMENT_PIXELS a one-sample frame is one dicomrle_decode call (no PackBits per segment);
+    at or above it, segment by segment; both equal pydicom."""
+    path = _rle_file(tmp_path, 16, 12, 1)
+    calls = []
+    real = imagecodecs.packbits_decode
+    monkeypatch.setattr(imagecodecs, "packbits_decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    np.testing.assert_array_equal(gpudcm.pixel_array(path, device="cpu"), pydicom_pixel_array(path))
+    assert not calls
+    monkeypatch.setattr(icc, "RLE_SEGMENT_PIXELS", 7 * 9)
+    np.testing.assert_array_equal(gpudcm.pixel_array(path, device="cpu"), pydicom_pixel_array(path))
+    assert len(calls) == 2 * 2  # two frames, two segments each
