@@ -81,6 +81,29 @@ def generated():
     return {c.name: c for c in generated_cases()}
 
 
+def _native_and_rle(tmp_path_factory, name: str, frames_native: int, frames_rle: int):
+    import shutil
+
+    import bigfiles
+
+    d = tmp_path_factory.mktemp(name)
+    yield {"native": bigfiles.write_native(d / "native.dcm", frames=frames_native),
+           "rle": bigfiles.write_rle(d / "rle.dcm", frames=frames_rle)}
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """~126 MB native (240 frames) and ~85 MB RLE (160 frames) files, 512 x 512 uint16."""
+    yield from _native_and_rle(tmp_path_factory, "big", 240, 160)
+
+
+@pytest.fixture(scope="module")
+def medium(tmp_path_factory):
+    """Files just above the one-read size (so they are read lazily): 12 native and 12 RLE frames."""
+    yield from _native_and_rle(tmp_path_factory, "medium", 12, 12)
+
+
 @pytest.fixture
 def parity_log():
     return PARITY_LOG

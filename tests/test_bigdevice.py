@@ -7,7 +7,6 @@ CPU path's. The ``gpu`` tests repeat the memory checks on a real device (ci/gpu.
 from __future__ import annotations
 
 import contextlib
-import shutil
 
 import numpy as np
 import pytest
@@ -23,14 +22,6 @@ from tests.harness.host_ops import HostOps
 
 FRAME = 512 * 512 * 2
 MB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def medium(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bigdevice")
-    yield {"native": bigfiles.write_native(d / "native.dcm", frames=12),
-           "rle": bigfiles.write_rle(d / "rle.dcm", frames=12)}
-    shutil.rmtree(d, ignore_errors=True)
 
 
 class CountingOps(HostOps):

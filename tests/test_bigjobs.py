@@ -28,23 +28,6 @@ FRAME = 512 * 512 * 2
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory):
-    """~126 MB native (240 frames) and ~85 MB RLE (160 frames) files, 512 x 512 uint16."""
-    d = tmp_path_factory.mktemp("bigjobs")
-    yield {"native": bigfiles.write_native(d / "native.dcm", frames=240),
-           "rle": bigfiles.write_rle(d / "rle.dcm", frames=160)}
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def medium(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mediumjobs")
-    yield {"native": bigfiles.write_native(d / "native.dcm", frames=12),
-           "rle": bigfiles.write_rle(d / "rle.dcm", frames=12)}
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def _pydicom(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

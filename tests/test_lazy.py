@@ -21,25 +21,6 @@ FRAME = 512 * 512 * 2  # bytes of one decoded frame in the generated files
 SLACK = 64 * MB  # the issue's bound: one frame (+ its compressed bytes) + 64 MB over the process
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory):
-    """~126 MB native (240 frames) and ~85 MB RLE (160 frames) files, 512 x 512 uint16."""
-    d = tmp_path_factory.mktemp("big")
-    native = bigfiles.write_native(d / "native.dcm", frames=240)
-    rle = bigfiles.write_rle(d / "rle.dcm", frames=160)
-    yield {"native": native, "rle": rle}
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def medium(tmp_path_factory):
-    """Files just above the one-read size (so they are read lazily): 12 native and 12 RLE frames."""
-    d = tmp_path_factory.mktemp("medium")
-    yield {"native": bigfiles.write_native(d / "native.dcm", frames=12),
-           "rle": bigfiles.write_rle(d / "rle.dcm", frames=12)}
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def _warmup():
     from pydicom.data import get_testdata_file
 
