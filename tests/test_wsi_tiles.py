@@ -236,21 +236,6 @@ def test_tile_bytes_from_threads_and_of_fragmented_frames(tmp_path, monkeypatch)
         np.testing.assert_array_equal(out, np.stack([imagecodecs.jpeg8_decode(f) for f in frames]))
 
 
-def test_finished_as_decoded_only_where_pydicoms_rules_change_nothing(tmp_path):
-    from dataclasses import replace
-
-    from pydicom.uid import JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless
-
-    spec = _spec(tmp_path, _pillow(_image(1, 0)), 1)
-    assert codecs.finished_as_decoded(spec)
-    assert codecs.finished_as_decoded(replace(spec, transfer_syntax=JPEGLosslessSV1))
-    assert not codecs.finished_as_decoded(replace(spec, bits_allocated=16, bits_stored=12, high_bit=11))  # mask
-    assert not codecs.finished_as_decoded(replace(spec, pixel_representation=1))  # sign
-    for ts in (JPEGLSLossless, RLELossless):
-        assert not codecs.finished_as_decoded(replace(spec, transfer_syntax=ts))
-    assert spec.transfer_syntax == JPEGBaseline8Bit
-
-
 def test_a_tile_that_is_not_the_instances_size_raises(tmp_path):
     """The default path's direct decode refuses a tile whose SOF disagrees with the instance; the registry's
     fallback (pydicom's plugin) then decides: a DecodeError, never a half-written tile."""

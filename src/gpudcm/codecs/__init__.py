@@ -17,12 +17,12 @@ Stable API (other modules and the lazy reader call these; keep the signatures):
     ``frame_info`` and ``choose`` remembered by JPEG header (gpudcm/codecs/frame_classes.py).
 """
 
-from .decode import decode_frame, decode_frames, default_threads, finish, finished_as_decoded, thread_map
+from .decode import decode_frame, decode_frames, default_threads, finish, thread_map
 from .frame_classes import FrameClasses
 from .pydicom_plugins import conformed_photometric, frame_info
 from .registry import REGISTRY, Backend, available, backends, choose, describe
 
 __all__ = [
     "REGISTRY", "Backend", "FrameClasses", "available", "backends", "choose", "conformed_photometric", "decode_frame",
-    "decode_frames", "default_threads", "describe", "finish", "finished_as_decoded", "frame_info", "thread_map",
+    "decode_frames", "default_threads", "describe", "finish", "frame_info", "thread_map",
 ]

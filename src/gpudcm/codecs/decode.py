@@ -128,14 +128,6 @@ def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *,
         out[...] = convert_color_space(out, "YBR_FULL", "RGB")
 
 
-def finished_as_decoded(spec: PixelSpec) -> bool:
-    """True when :func:`finish` with ``raw=True`` leaves a JPEG codec's samples of a frame of `spec`, written
-    straight into the output in its dtype (a backend's ``decode_into``), as they are: unsigned, no unused bits
-    to correct (no sign to read, no mask, no colour step)."""
-    return (pydicom_plugins.family(spec.transfer_syntax) == "jpeg" and spec.pixel_representation == 0
-            and not spec.corrects_unused_bits and not spec.is_float)
-
-
 def _fallback(spec: PixelSpec) -> Backend:
     return PYDICOM if spec.is_encapsulated else PYDICOM_NATIVE
 

@@ -207,16 +207,8 @@ def cpu_tile_decoder(spec: PixelSpec, *, exact: bool | None = None,
 
     classes = FrameClasses(spec) if classes is None else classes
 
-    as_is = codecs.finished_as_decoded(spec)
-
     def registry(data: bytes, out: np.ndarray | None) -> np.ndarray:
-        info, backend = classes.decide(data)
-        if as_is and out is not None and backend.decode_into is not None and not backend.finished:
-            try:
-                if backend.decode_into(data, spec, info, out):
-                    return out
-            except Exception:  # noqa: BLE001 - the registry's path below decides (its fallback: pydicom's plugin)
-                pass
+        info, backend = classes.decide(data)  # the backend's decode_into writes `out` itself where it can
         return codecs.decode_frame(spec, data, raw=True, out=out, info=info, backend=backend)
 
     return registry, False
