@@ -499,15 +499,14 @@ def _parsed(fp: BinaryIO, tags: list[int] | None, rest: BinaryIO | None = None) 
         return None
 
 
-def _read_element(fd: int, offset: int, length: int) -> tuple[memoryview, int]:
-    """The element's bytes in one read, into reused memory (gpudcm.host_memory) where the platform reads
-    into a buffer: a file read batch after batch then costs no page faults. Returns (bytes, count read)."""
+def _read_element(fd: int, offset: int, length: int) -> memoryview:
+    """The element's bytes in one read (fewer when the file is shorter), into reused memory
+    (gpudcm.host_memory) where the platform reads into a buffer: a file read batch after batch then
+    costs no page faults."""
     if not hasattr(os, "preadv"):
-        data = os.pread(fd, length, offset)
-        return memoryview(data), len(data)
+        return memoryview(os.pread(fd, length, offset))
     buf = host_memory.empty(length, np.uint8)
-    got = os.preadv(fd, [buf], offset)
-    return memoryview(buf)[:got], got
+    return memoryview(buf)[: os.preadv(fd, [buf], offset)]
 
 
 def _lazy_path(path, name: str, tags: list[int] | None):
@@ -542,10 +541,10 @@ def _lazy_path(path, name: str, tags: list[int] | None):
         if end <= len(head):  # the whole element came with the header
             data = memoryview(head)[elem.offset : end]
         elif spec.is_encapsulated and size <= SLURP_BYTES:  # codecs want bytes: one read of the element
-            data, got = _read_element(fd, elem.offset, elem.length)
-            if got != elem.length or os.fstat(fd).st_size != size:
+            data = _read_element(fd, elem.offset, elem.length)
+            if len(data) != elem.length or os.fstat(fd).st_size != size:
                 raise InvalidPixelData(f"{name}: the file changed while it was being read "
-                                       f"({got} of {elem.length} pixel bytes read)")
+                                       f"({len(data)} of {elem.length} pixel bytes read)")
         else:
             data = FileBytes(fp, elem.offset, elem.length, name, stamp=(size, st.st_mtime_ns), path=os.fspath(path))
         reader = PixelReader(ds, spec, data)  # encapsulated extents: item headers read through the open file
