@@ -17,7 +17,8 @@ Limits (no parsing, no decoding; the pixel element's position is found once, bef
   time over pydicom's is the most any decoder built on that codec can reach on this machine.
 
 Contenders (interleaved round by round, rotating order; medians; the same calls as ``gpudcm bench``):
-``gpudcm.decode_batch(paths, device="cpu")`` (all cores), ``workers=1``, dicomsdl (when installed),
+``gpudcm.decode_batch(paths, device="cpu")`` (all cores: worker processes for a series), ``workers=1``,
+the same on threads only (``GPUDCM_CPU_PROCESSES=0``), dicomsdl (when installed),
 ``pydicom.pixels.pixel_array``. The last column is the row's time over gpudcm's (all cores): below 1 is faster than gpudcm.
 """
 
@@ -116,10 +117,20 @@ def codec_limits(paths: Sequence[str], threads: int) -> dict[str, Callable[[], o
     }
 
 
+def _threads_only(paths: tuple[str, ...]) -> object:
+    """decode_batch on the batch threads, its worker processes (gpudcm.file_pool) turned off."""
+    os.environ["GPUDCM_CPU_PROCESSES"] = "0"
+    try:
+        return gpudcm.decode_batch(paths, device="cpu")
+    finally:
+        del os.environ["GPUDCM_CPU_PROCESSES"]
+
+
 def contenders(paths: tuple[str, ...]) -> dict[str, Callable[[], object]]:
     out: dict[str, Callable[[], object]] = {
         "gpudcm cpu (all cores)": lambda: gpudcm.decode_batch(paths, device="cpu"),
         "gpudcm cpu 1 thread": lambda: gpudcm.decode_batch(paths, device="cpu", workers=1),
+        "gpudcm cpu (all cores, threads only)": lambda: _threads_only(paths),
     }
     if version("dicomsdl"):
         out[f"dicomsdl {version('dicomsdl')} (1 core)"] = dicomsdl_call(paths)

@@ -18,6 +18,12 @@ import gpudcm
 CT, MR, RLE = (get_testdata_file(n) for n in ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm"))
 
 
+@pytest.fixture(autouse=True)
+def _threads_only(monkeypatch):
+    """These tests are about the batch threads: worker processes (tests/test_file_pool.py) stay off."""
+    monkeypatch.setenv("GPUDCM_CPU_PROCESSES", "0")
+
+
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
 

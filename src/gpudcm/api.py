@@ -289,9 +289,11 @@ def decode_batch(
     """Decode many sources; results keep input order.
 
     Each source is opened with the lazy reader and only its frames (all, or frame `index`) are read, when
-    the batch reaches them. On the CPU the calling thread opens the sources in order (header parse) while
-    `workers` threads read and decode them (default: all cores when the first source's codec releases the
-    GIL, native data included; 1, a plain loop, for GIL-holding plugins). On CUDA the native frames of all
+    the batch reaches them. On the CPU, 8 or more paths on Linux are decoded on `workers` forked processes
+    (default: all cores; gpudcm.file_pool, results copied back into this process's memory); otherwise
+    each of `workers` threads, the calling one among them, opens and decodes the next source (default: all
+    cores when the first source's codec releases the GIL, native data included; 1, a plain loop, for
+    GIL-holding plugins). On CUDA the native frames of all
     sources are batched through the device pipeline (`workers` threads open the sources).
     ``stack=True`` returns one array (``xp.stack``) when every result has the same shape and dtype;
     ``out=`` (implies ``stack``) is a preallocated (sources, *shape) NumPy/CuPy array that receives it.
@@ -396,7 +398,10 @@ def _decode_batch(sources: list, dev: str, tick: Callable[[Any], None], *, strea
         raise GpudcmError(f"decode_batch: out= must be a NumPy array for device='cpu', not {type(out).__name__}")
     if workers is None and not all(isinstance(s, _SHAREABLE) for s in sources):
         workers = 1  # a caller's stream is read in place: one source at a time
-    results = _pipeline(len(sources), opened, decoded, workers if len(sources) > 1 else 1)
+    results = _in_processes(sources, opened, decoded, workers, index=index, raw=raw, as_rgb=as_rgb,
+                            on_error=on_error, tick=tick, out=out, infos=infos if return_info else None)
+    if results is None:
+        results = _pipeline(len(sources), opened, decoded, workers if len(sources) > 1 else 1)
     if out is not None:
         results = out
     elif stack:
@@ -475,6 +480,26 @@ def _one_by_one(prepared: list, device: str, index, raw: bool, as_rgb: bool, inf
 
 # Sources that threads may read side by side (each opened on its own; a caller's file object is not).
 _SHAREABLE = (str, os.PathLike, bytes, bytearray, memoryview, Dataset, PixelReader)
+
+
+def _in_processes(sources: list, opened, decoded, workers: int | None, *, out, infos: list | None, **kw) -> list | None:
+    """The batch with its files decoded on worker processes (gpudcm.file_pool) where that is usable: file 0
+    here (it sizes the workers' slots), the rest there; None where it is not (the threads decide)."""
+    from . import file_pool
+    from .codecs import default_threads
+
+    processes = default_threads() if workers is None else workers
+    if not file_pool.usable(sources, processes):
+        return None
+    first = decoded(0, opened(0))
+    rest = None
+    if not isinstance(first, Exception):
+        rest = file_pool.decode_rest(sources, first, lambda k: decoded(k, opened(k)), processes=processes, out=out,
+                                     infos=infos, **kw)
+    if rest is None:  # the pool cannot take them: this process's threads do, file 0 done
+        rest = _pipeline(len(sources) - 1, lambda k: opened(k + 1), lambda k, r: decoded(k + 1, r),
+                         None if workers is None else workers)
+    return [first, *rest]
 
 
 def _cpu_workers(reader) -> int:

@@ -36,3 +36,14 @@ class DecodeError(GpudcmError):
         super().__init__(prefix + message)
         self.source = source
         self.frame = frame
+
+    def __reduce__(self):
+        # pickled as its message and fields (a worker process's error raised in the caller's process)
+        return (_rebuilt, (type(self), str(self), self.source, self.frame))
+
+
+def _rebuilt(cls: type, text: str, source: str | None, frame: int | None) -> DecodeError:
+    err = cls.__new__(cls)
+    GpudcmError.__init__(err, text)
+    err.source, err.frame = source, frame
+    return err

@@ -162,6 +162,16 @@ def gpudcm_call(paths: tuple[str, ...], device: str = "cpu", workers: int | None
     return run
 
 
+def _cpu_workers(paths: tuple[str, ...], workers: int) -> str:
+    """How ``decode_batch(paths, device="cpu", workers=workers)`` runs: worker processes (gpudcm.file_pool)
+    or threads."""
+    from .. import file_pool
+
+    if file_pool.usable(paths, workers):
+        return f"{workers} worker processes"
+    return f"{workers} thread{'s' if workers != 1 else ''}"
+
+
 def _backends(paths: tuple[str, ...]) -> str:
     """Which backend decoded how many frames on CUDA (from ``decode_batch(return_info=True)``)."""
     import gpudcm
@@ -198,8 +208,10 @@ def contenders(w: Workload, s: Settings, reference: list[np.ndarray]) -> tuple[l
     from .. import codecs
     from .others import dicomsdl_call, gdcm_call, version
 
-    ready.append(Contender(GPUDCM_CPU, "gpudcm cpu", gpudcm_call(paths), f"default: {codecs.default_threads()} threads"))
-    ready.append(Contender(GPUDCM_CPU2, "gpudcm cpu 2 threads", gpudcm_call(paths, workers=2)))
+    cores = codecs.default_threads()
+    ready.append(Contender(GPUDCM_CPU, "gpudcm cpu", gpudcm_call(paths), f"default: {_cpu_workers(paths, cores)}"))
+    ready.append(Contender(GPUDCM_CPU2, "gpudcm cpu 2 workers", gpudcm_call(paths, workers=2),
+                           _cpu_workers(paths, 2)))
     for key, dist, call in ((DICOMSDL, "dicomsdl", dicomsdl_call), (GDCM, "python-gdcm", gdcm_call)):
         label = f"{dist} {version(dist)}" if version(dist) else dist
         if version(dist):

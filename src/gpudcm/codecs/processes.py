@@ -1,6 +1,7 @@
 """Frames of codecs that hold the GIL (pydicom's plugins) on a process pool: a long multi-frame file is
 split into chunks of frames, each decoded in a worker by :func:`gpudcm.codecs.decode_frame` (so with the
-same values) and sent back. The pool is forked on first use (as torch's DataLoader forks its workers:
+same values) into a shared slab (gpudcm.shared_slabs) and copied into the output as it returns (no
+pickled arrays). The pool is forked on first use (as torch's DataLoader forks its workers:
 no re-import of the caller's ``__main__``, which spawn and forkserver would run again) and stays up. It is
 used only on Linux, for at least :data:`MIN_FRAMES` frames, outside daemonic processes (DataLoader
 workers), unless ``GPUDCM_CPU_PROCESSES=0``; any failure of the pool itself falls back to decoding in
@@ -13,6 +14,7 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 
@@ -21,6 +23,8 @@ import numpy as np
 from ..spec import PixelSpec
 
 MIN_FRAMES = 16  # below this, the hand-over costs more than a second core gains
+MAX_CHUNK_FRAMES = 16
+MAX_SLAB_BYTES = 64 << 20  # one chunk's slab
 
 
 @lru_cache(maxsize=4)
@@ -30,13 +34,15 @@ def _pool(processes: int) -> ProcessPoolExecutor:
     return pool
 
 
-def _chunk(spec: PixelSpec, frames: list[bytes], raw: bool, as_rgb: bool) -> np.ndarray:
+def _chunk(slab: tuple[int, str, int], spec: PixelSpec, frames: list[bytes], raw: bool, as_rgb: bool) -> None:
+    """In a worker: `frames` decoded into the slab (gpudcm.shared_slabs), one after the other."""
+    from .. import shared_slabs
     from .decode import decode_frame
 
-    out = np.empty((len(frames), *spec.frame_shape), dtype=spec.dtype)
+    out = np.frombuffer(shared_slabs.attach(*slab), dtype=spec.dtype,
+                        count=len(frames) * int(np.prod(spec.frame_shape))).reshape((len(frames), *spec.frame_shape))
     for k, data in enumerate(frames):
         decode_frame(spec, data, raw=raw, as_rgb=as_rgb, out=out[k])
-    return out
 
 
 def usable(n_frames: int, processes: int) -> bool:
@@ -45,25 +51,58 @@ def usable(n_frames: int, processes: int) -> bool:
 
 
 def decode_in_processes(spec: PixelSpec, frames, out: np.ndarray, *, raw: bool, as_rgb: bool, processes: int) -> bool:
-    """Decode `frames` into `out` on `processes` worker processes; False (nothing written) when the pool
-    cannot be used here. Decoding errors are raised as in this process."""
+    """Decode `frames` into `out` on `processes` worker processes, chunk by chunk through shared slabs
+    (gpudcm.shared_slabs: copied into `out` as each chunk returns; at most two chunks a worker under way,
+    so memory is `out` plus those chunks); False when the pool cannot be used here or breaks (the caller
+    then decodes them itself). Decoding errors are raised as in this process."""
     from concurrent.futures.process import BrokenProcessPool
 
-    n = len(frames)
-    bounds = [n * k // (processes * 2) for k in range(processes * 2 + 1)]  # two chunks a worker
+    from .. import shared_slabs
+
+    if not shared_slabs.available():
+        return False
+    n, frame_bytes = len(frames), max(1, int(np.prod(spec.frame_shape)) * spec.dtype.itemsize)
+    per = max(1, min(MAX_CHUNK_FRAMES, -(-n // (processes * 4)), MAX_SLAB_BYTES // frame_bytes))
+    spans = iter([(a, min(n, a + per)) for a in range(0, n, per)])
+    pending: deque = deque()
+
+    def submit(pool: ProcessPoolExecutor) -> None:
+        span = next(spans, None)
+        if span is None:
+            return
+        a, b = span
+        slab = shared_slabs.take(frame_bytes * (b - a))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the workers only decode
+                fut = pool.submit(_chunk, (slab.id, slab.path, slab.size), spec, [bytes(f) for f in frames[a:b]],
+                                  raw, as_rgb)
+        except BaseException:
+            shared_slabs.give(slab)
+            raise
+        pending.append((a, b, slab, fut))
+
     try:
         pool = _pool(processes)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the workers only decode
-            futures = [(a, pool.submit(_chunk, spec, [bytes(f) for f in frames[a:b]], raw, as_rgb))
-                       for a, b in zip(bounds, bounds[1:]) if b > a]
+        for _ in range(processes * 2):
+            submit(pool)
+        while pending:
+            a, b, slab, fut = pending.popleft()
+            try:
+                fut.result()
+                out[a:b] = np.frombuffer(slab.mapping, dtype=spec.dtype, count=(b - a) * (frame_bytes // spec.dtype.itemsize)
+                                         ).reshape((b - a, *spec.frame_shape))
+            except BaseException:
+                slab.close()
+                raise
+            shared_slabs.give(slab)
+            submit(pool)
     except (OSError, RuntimeError, BrokenProcessPool):
-        return False
-    try:
-        for a, fut in futures:
-            part = fut.result()
-            out[a : a + len(part)] = part
-    except BrokenProcessPool:
         _pool.cache_clear()
         return False
+    finally:
+        while pending:  # a chunk under way when an error ends the batch: its slab is not kept
+            _, _, other, later = pending.popleft()
+            later.cancel()
+            other.close()
     return True
