@@ -32,6 +32,7 @@ class CountingPool:
 
     def __init__(self, kill_on: int | None = None):
         self.files, self.calls, self.kill_on = 0, 0, kill_on
+        self.under_way = self.most = 0  # chunks submitted and not yet done
         self.real = processes._pool
 
     def __call__(self, n: int):
@@ -47,7 +48,14 @@ class CountingPool:
             self.pool.submit(os._exit, 3)  # a worker dies: every task under way breaks
         if fn is file_pool._decode_chunk:
             self.files += len(args[2])
-        return self.pool.submit(fn, *args)
+        fut = self.pool.submit(fn, *args)
+        self.under_way += 1
+        self.most = max(self.most, self.under_way)
+        fut.add_done_callback(self._done)
+        return fut
+
+    def _done(self, fut) -> None:
+        self.under_way -= 1
 
 
 @pytest.fixture
@@ -71,6 +79,7 @@ def test_the_corpus_through_the_pool_equals_pydicom(counting):
         warnings.simplefilter("ignore")
         got = gpudcm.decode_batch([CT, *files], device="cpu", workers=2, on_error="return")[1:]
     assert counting.files == len(files)  # every one went to a worker
+    assert counting.most >= 3  # chunks queued ahead: no worker waits for this process to copy one out
     checked = 0
     for path, arr in zip(files, got):
         ref = reference(path)
@@ -129,14 +138,27 @@ def test_errors_in_their_slots_as_in_process(tmp_path, counting):
             np.testing.assert_array_equal(g, w)
 
 
-def test_the_first_error_is_raised_and_the_rest_not_started(tmp_path, counting):
+def test_an_error_that_is_not_gpudcms_is_raised_as_in_process(tmp_path, counting):
+    sources = [CT] * 5 + [str(tmp_path / "missing.dcm")] + [CT] * 5
+    for decode in (lambda s: gpudcm.decode_batch(s, device="cpu", workers=2, on_error="return"),
+                   lambda s: _threads(s, workers=2, on_error="return")):
+        with pytest.raises(FileNotFoundError):
+            decode(sources)
+    assert counting.files == len(sources) - 1
+
+
+def test_the_first_error_is_raised_and_the_rest_not_started(tmp_path, counting, monkeypatch):
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"\0" * 300)
     sources = [CT] * 4 + [str(bad)] + [CT] * 400 + [str(tmp_path / "missing.dcm")]
+    taken, given = [], []
+    real_take, real_give = shared_slabs.take, shared_slabs.give
+    monkeypatch.setattr(shared_slabs, "take", lambda size: taken.append(real_take(size)) or taken[-1])
+    monkeypatch.setattr(shared_slabs, "give", lambda slab: given.append(slab) or real_give(slab))
     with pytest.raises(gpudcm.GpudcmError, match="bad.dcm"):
         gpudcm.decode_batch(sources, device="cpu", workers=2)
     assert 0 < counting.files < 200
-    assert shared_slabs.kept_bytes() > 0  # the chunks under way finished and their slabs came back
+    assert len(taken) > 1 and sorted(map(id, taken)) == sorted(map(id, given))  # the chunks under way finished, their slabs back
 
 
 def test_options_as_on_the_threads(counting):
@@ -159,7 +181,7 @@ def test_options_as_on_the_threads(counting):
 
 
 def test_a_killed_worker_leaves_its_files_to_this_process(monkeypatch):
-    pool = CountingPool(kill_on=2)
+    pool = CountingPool(kill_on=1)  # a worker dies before the first chunk: the pool breaks at once
     monkeypatch.setattr(processes, "_pool", pool)
     sources = [CT, RLE, MR] * 10
     got = gpudcm.decode_batch(sources, device="cpu", workers=2)
@@ -182,13 +204,27 @@ def test_when_the_pool_is_used(monkeypatch, tmp_path):
     monkeypatch.delenv("GPUDCM_CPU_PROCESSES")
     monkeypatch.setattr(file_pool, "_in_worker", True)  # a worker decodes its own files in turn
     assert not file_pool.usable(paths, 2)
+    monkeypatch.setattr(file_pool, "_in_worker", False)
+
+    class Daemonic:
+        daemon = True
+
+    monkeypatch.setattr(file_pool.multiprocessing, "current_process", Daemonic)  # a DataLoader or Dask worker
+    assert not file_pool.usable(paths, 2)
+    monkeypatch.undo()
+    assert file_pool.usable([os.path.abspath(CT)] * 8, 2) and file_pool.usable([type(tmp_path)(CT)] * 8, 2)
 
 
-def test_a_chunk_in_a_worker_names_what_it_wrote():
+def test_a_chunk_in_a_worker_names_what_it_wrote(monkeypatch):
+    from gpudcm import api
+
+    threads, real = [], api._cpu_decode
+    monkeypatch.setattr(api, "_cpu_decode", lambda *a, **k: threads.append(k["threads"]) or real(*a, **k))
     slab = shared_slabs.take(3 * 8192)
     try:
         done = file_pool._decode_chunk((slab.id, slab.path, slab.size), 8192, [MR, CT, "/nonexistent.dcm"], None,
                                        False, True, True)
+        assert file_pool._in_worker  # its own files decode in turn: no pool of its own
     finally:
         file_pool._in_worker = False
     assert done[0][0] == "slot" and tuple(done[0][1]) == (64, 64) and done[0][3] == [0]
@@ -197,6 +233,7 @@ def test_a_chunk_in_a_worker_names_what_it_wrote():
     assert done[1][0] == "array"  # 32 KiB: not in an 8 KiB slot
     np.testing.assert_array_equal(done[1][1], pydicom_pixel_array(CT))
     assert done[2][0] == "error" and isinstance(done[2][1], (gpudcm.GpudcmError, OSError))
+    assert threads == [1, 1]  # a worker's frames decode on it alone (the workers are the cores)
     shared_slabs.give(slab)
 
 
@@ -215,7 +252,7 @@ def test_a_mixed_batch_grows_its_slots(counting, monkeypatch):
     monkeypatch.setattr(file_pool, "MAX_CHUNK_FILES", 2)
     sources = [MR] + [CT] * 30
     got = gpudcm.decode_batch(sources, device="cpu", workers=2)
-    assert seen[0] == 2 * 8192 and seen[-1] == 2 * 32768
+    assert seen[0] == 2 * 8192 and seen[-1] == 2 * 32768  # asked for; take() rounds up to a power of two
     for src, arr in zip(sources, got):
         np.testing.assert_array_equal(arr, pydicom_pixel_array(src))
 
@@ -242,7 +279,11 @@ def test_errors_survive_the_trip_back():
 def test_slabs_are_reused_and_bounded(monkeypatch):
     shared_slabs.clear()
     a = shared_slabs.take(10_000)
-    assert a.size == 12288 and len(a.mapping) == a.size
+    assert a.size == 16384 and len(a.mapping) == a.size  # a power of two: reused by the next size near it
+    others = [shared_slabs.take(1), shared_slabs.take(4096), shared_slabs.take(16385)]
+    assert [o.size for o in others] == [4096, 4096, 32768]
+    for o in others:
+        o.close()
     a.mapping[:4] = b"abcd"
     shared_slabs.give(a)
     assert shared_slabs.kept_bytes() == a.size
@@ -265,9 +306,13 @@ def test_a_worker_maps_a_slab_once_and_keeps_a_bounded_few(monkeypatch):
     assert m[:3] == b"xyz" and shared_slabs.attach(slabs[0].id, slabs[0].path, 8192) is m
     m[3:6] = b"uvw"  # shared both ways
     assert slabs[0].mapping[:6] == b"xyzuvw"
-    for s in slabs[1:]:
-        shared_slabs.attach(s.id, s.path, 8192)
-    assert shared_slabs.attached_bytes() == 3 * 8192 and m.closed  # the least recently used unmapped
+    m1 = shared_slabs.attach(slabs[1].id, slabs[1].path, 8192)
+    m2 = shared_slabs.attach(slabs[2].id, slabs[2].path, 8192)
+    assert shared_slabs.attach(slabs[0].id, slabs[0].path, 8192) is m  # used again: the most recent
+    shared_slabs.attach(slabs[3].id, slabs[3].path, 8192)
+    assert m1.closed and not m.closed  # the least recently used unmapped
+    shared_slabs.attach(slabs[4].id, slabs[4].path, 8192)
+    assert shared_slabs.attached_bytes() == 3 * 8192 and m2.closed and not m.closed
     with pytest.raises(OSError):
         shared_slabs.attach(99, slabs[1].path, 1 << 20)  # smaller than asked for
     for s in slabs:
@@ -280,7 +325,7 @@ def test_a_forked_child_keeps_none_of_its_parents_slabs():
     assert shared_slabs.kept_bytes() >= 8192
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os._exit(0 if shared_slabs.kept_bytes() == 0 and not shared_slabs._free else 1)
+        os._exit(0 if shared_slabs.kept_bytes() == 0 and not shared_slabs._free and slab.mapping.closed else 1)
     assert os.waitpid(pid, 0)[1] == 0
     assert not slab.mapping.closed and shared_slabs.kept_bytes() >= 8192
 
@@ -292,6 +337,7 @@ def test_a_long_file_of_a_gil_holding_codec_decodes_its_frames_through_slabs(cou
     path = get_testdata_file("color3d_jpeg_baseline.dcm")  # 120 lossy YCbCr frames: pydicom's plugin
     got = gpudcm.pixel_array(path, device="cpu")
     assert counting.calls >= 4  # chunks of at most MAX_CHUNK_FRAMES frames, not one pickled array a worker
+    assert counting.most >= 3  # chunks queued ahead of the one being copied out
     np.testing.assert_array_equal(got, pydicom_pixel_array(path))
     assert shared_slabs.kept_bytes() > 0
 
@@ -303,3 +349,11 @@ def test_a_killed_frame_worker_leaves_the_frames_to_this_process(monkeypatch):
     got = gpudcm.pixel_array(path, device="cpu")
     pool.pool.shutdown(wait=True)
     np.testing.assert_array_equal(got, pydicom_pixel_array(path))
+
+
+def test_host_memory_clear_closes_the_kept_slabs_too():
+    slab = shared_slabs.take(8192)
+    shared_slabs.give(slab)
+    assert shared_slabs.kept_bytes() > 0
+    gpudcm.host_memory.clear()
+    assert shared_slabs.kept_bytes() == 0 and slab.mapping.closed

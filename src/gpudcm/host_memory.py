@@ -101,8 +101,12 @@ def kept_bytes() -> int:
 
 
 def clear() -> None:
-    """Unmap every kept mapping (arrays still in use are not touched)."""
+    """Unmap every kept mapping (arrays still in use are not touched), and close the kept shared slabs of
+    the worker processes (gpudcm.shared_slabs)."""
     global _kept
+    from . import shared_slabs
+
+    shared_slabs.clear()
     with _lock:
         mappings = [m for kept in _free.values() for m in kept]
         _free.clear()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from . import host_memory
 
-WORKER_KEEP_BYTES = 256 << 20
+WORKER_KEEP_BYTES = 128 << 20
 
 
 def available() -> bool:
@@ -69,9 +69,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def take(size: int) -> Slab:
-    """A slab of at least `size` bytes (page multiple): a kept one of that size, else a new memory file."""
+    """A slab of at least `size` bytes, rounded up to a power of two (so a batch's shorter last chunk, or
+    the next batch, reuses it): a kept one of that size, else a new memory file."""
     global _kept
-    size = max(mmap.PAGESIZE, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
+    size = max(mmap.PAGESIZE, 1 << (max(1, int(size)) - 1).bit_length())
     with _lock:
         kept = _free.get(size)
         if kept:
