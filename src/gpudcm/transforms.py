@@ -616,6 +616,12 @@ def convert_color_space(arr: Array, current: str, desired: str, per_frame: bool 
     """`arr` (uint8, ``(..., 3)``) converted between RGB, YBR_FULL and YBR_FULL_422 (pydicom's function)."""
     xp = _xp(arr)
     if xp is np:
+        if current in ("YBR_FULL", "YBR_FULL_422") and desired == "RGB":
+            from .ybr import to_rgb
+
+            done = to_rgb(arr)  # the same values from lookup tables (8-bit samples two or more pixels wide)
+            if done is not None:
+                return done
         return _pd.convert_color_space(arr, current, desired, per_frame)
     with arr.device:  # tables and kernels go to the array's device
         return _convert_color_space(arr, current, desired, per_frame, xp=xp)

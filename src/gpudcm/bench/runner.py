@@ -169,6 +169,8 @@ def _cpu_workers(paths: tuple[str, ...], workers: int) -> str:
 
     if file_pool.usable(paths, workers):
         return f"{workers} worker processes"
+    if len(paths) == 1 and workers > 1:
+        return f"{workers} workers for the file's frames (threads, or processes for a GIL-holding codec)"
     return f"{workers} thread{'s' if workers != 1 else ''}"
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from pydicom.pixels.processing import convert_color_space
 
+from .. import ybr
+
 from ..errors import DecodeError, GpudcmError
 from ..spec import PixelSpec
 from . import pydicom_plugins
@@ -125,7 +127,15 @@ def finish(samples: np.ndarray, spec: PixelSpec, info: dict, out: np.ndarray, *,
     elif not fused and spec.corrects_unused_bits:
         _shift(out, spec.bits_allocated - spec.bits_stored)
     if not raw and as_rgb and pydicom_plugins.conformed_photometric(spec, info) in _YBR:
-        out[...] = convert_color_space(out, "YBR_FULL", "RGB")
+        ybr_to_rgb(out)
+
+
+def ybr_to_rgb(arr: np.ndarray) -> np.ndarray:
+    """`arr` converted from YBR_FULL to RGB in place, as pydicom's ``convert_color_space`` computes it
+    (gpudcm.ybr's tables for 8-bit samples, pydicom's function otherwise)."""
+    if ybr.to_rgb(arr, out=arr) is None:
+        arr[...] = convert_color_space(arr, "YBR_FULL", "RGB")
+    return arr
 
 
 def _fallback(spec: PixelSpec) -> Backend:

@@ -142,5 +142,12 @@ def decode(data, spec: PixelSpec, info: Any = None, *, raw: bool = False, as_rgb
     src = encapsulate([bytes(data)]) if spec.is_encapsulated else bytes(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        arr, _ = decoder.as_array(src, raw=raw, as_rgb=as_rgb, **_options(spec))
+        # pydicom's YBR -> RGB step (its _process_color_space, run when the Photometric Interpretation the
+        # decode leaves is YBR_FULL or YBR_FULL_422 and as_rgb) done here by the same rule, with the same
+        # values, through gpudcm.ybr's tables
+        arr, props = decoder.as_array(src, raw=raw, as_rgb=False, **_options(spec))
+    if not raw and as_rgb and props.get("photometric_interpretation") in ("YBR_FULL", "YBR_FULL_422"):
+        from .decode import ybr_to_rgb
+
+        arr = ybr_to_rgb(arr if arr.flags.writeable else arr.copy())
     return arr
