@@ -209,23 +209,22 @@ def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str):
 REGISTRY_CHUNK = 32  # compressed frames read ahead of the codec registry (>= processes.MIN_FRAMES)
 
 
-def _registry_takes(reader: PixelReader, n_frames: int, first_index: int, threads: int | None):
+def _registry_takes(reader: PixelReader, n_frames: int, first_index: int):
     """Frame `first_index`'s bytes when the CPU codec registry (gpudcm.codecs) takes the `n_frames` frames
-    that start with it: a fast backend takes that frame, or pydicom's plugins run on a process pool for
-    long files; None leaves them to pydicom (nothing faster, or fragments that do not split into Number
-    of Frames frames)."""
+    that start with it: whenever it has a backend for that frame (pydicom's plugins included, frame by
+    frame: with the colour step of gpudcm.ybr that is faster than pydicom's whole-element decode, 1.56
+    against 1.77-1.90 s for the 240-frame ultrasound bench file on one thread, and long files go to the
+    process pool); None leaves them to pydicom (fragments that do not split into Number of Frames
+    frames, or no backend)."""
     from . import codecs
-    from .codecs import processes
 
     spec = reader.spec
     if len(reader.frames) != spec.number_of_frames or not n_frames:
         return None
     first = reader.frame_bytes(first_index)
     try:
-        backend, _ = codecs.choose(spec, codecs.frame_info(spec, first))
+        codecs.choose(spec, codecs.frame_info(spec, first))
     except GpudcmError:
-        return None
-    if backend.finished and not processes.usable(n_frames, threads or codecs.default_threads()):
         return None
     return first
 
@@ -248,7 +247,7 @@ def _registry(reader: PixelReader, indices: list[int], out: np.ndarray, *, raw: 
     on: pydicom then decides, its plugin choice carried from frame to frame)."""
     from .codecs.decode import FastBackendFailed
 
-    first = _registry_takes(reader, len(indices), indices[0] if indices else 0, threads)
+    first = _registry_takes(reader, len(indices), indices[0] if indices else 0)
     if first is None:
         return False
     for a in range(0, len(indices), REGISTRY_CHUNK):  # memory: the output plus one chunk of compressed frames
@@ -358,7 +357,7 @@ def iter_chunks(reader: PixelReader, frames_per_chunk: int, *, raw: bool = False
     if decoded_shape(reader) is not None:
         first = None
         if spec.is_encapsulated:
-            first = _registry_takes(reader, n, 0, threads)
+            first = _registry_takes(reader, n, 0)
         if first is not None or not spec.is_encapsulated:
             buffer = np.empty((min(per, n), *spec.frame_shape), dtype=spec.dtype)
             try:
