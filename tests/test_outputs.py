@@ -438,6 +438,23 @@ def test_sheet_tiles_fill_the_cell_with_one_range(tmp_path):
         np.testing.assert_array_equal(tile[16:], expected[16:])  # below the frame-number label
 
 
+def test_the_worker_hook_leaves_the_callers_own_ctrl_c_alone():
+    """A threads cluster's workers live in the caller's process: the preload hook, on whichever thread
+    distributed runs it, must not make that process ignore Ctrl-C (only a nanny's worker process does)."""
+    import signal
+    import threading
+
+    from gpudcm._dask_worker import dask_setup
+
+    before = signal.getsignal(signal.SIGINT)
+    dask_setup(None)  # here: the main thread of a process that no multiprocessing parent started
+    assert signal.getsignal(signal.SIGINT) is before
+    done = threading.Thread(target=dask_setup, args=(None,))
+    done.start()
+    done.join()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_local_cluster_workers_ignore_ctrl_c():
     """Ctrl-C goes to the whole process group: the workers ignore it (no traceback from each), the CLI
     process shuts the cluster down and prints one line."""
