@@ -497,8 +497,7 @@ def _in_processes(sources: list, opened, decoded, workers: int | None, *, out, i
         rest = file_pool.decode_rest(sources, first, lambda k: decoded(k, opened(k)), processes=processes, out=out,
                                      infos=infos, **kw)
     if rest is None:  # the pool cannot take them: this process's threads do, file 0 done
-        rest = _pipeline(len(sources) - 1, lambda k: opened(k + 1), lambda k, r: decoded(k + 1, r),
-                         None if workers is None else workers)
+        rest = _pipeline(len(sources) - 1, lambda k: opened(k + 1), lambda k, r: decoded(k + 1, r), workers)
     return [first, *rest]
 
 

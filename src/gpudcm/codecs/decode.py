@@ -23,7 +23,6 @@ import numpy as np
 from pydicom.pixels.processing import convert_color_space
 
 from .. import ybr
-
 from ..errors import DecodeError, GpudcmError
 from ..spec import PixelSpec
 from . import pydicom_plugins

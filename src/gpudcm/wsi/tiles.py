@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from pydicom.pixels.processing import convert_color_space
 from pydicom.uid import UID
 
+from ..codecs.decode import ybr_to_rgb
 from ..codecs.frame_classes import FrameClasses
 from ..errors import DecodeError, GpudcmError
 from ..routing import J2K_SYNTAXES, JPEG_SYNTAXES
@@ -258,8 +258,8 @@ def _decode_cpu(spec: PixelSpec, frames: Sequence, sink: Sink | None, threads: i
         except Exception as exc:
             raise DecodeError(f"{UID(str(spec.transfer_syntax)).name} tile decode failed: {type(exc).__name__}: {exc}",
                               source=spec.source, frame=k) from exc
-        if convert:
-            tile = convert_color_space(tile, "YBR_FULL", "RGB")
+        if convert:  # in place: `tile` is this thread's buffer, its place in the output, or a fresh array
+            tile = ybr_to_rgb(tile)
         if placed and tile is not target:
             target[...] = tile
         if out is None:
