@@ -180,14 +180,22 @@ def test_options_as_on_the_threads(counting):
         gpudcm.decode_batch(mixed, device="cpu", workers=2, out=np.zeros((9, 10, 64, 64), np.uint16))
 
 
-def test_a_killed_worker_leaves_its_files_to_this_process(monkeypatch):
-    pool = CountingPool(kill_on=1)  # a worker dies before the first chunk: the pool breaks at once
+@pytest.mark.parametrize("kill_on", [1, 5])  # before the first chunk; after the first chunk came back
+def test_a_killed_worker_leaves_its_files_to_this_process(monkeypatch, kill_on):
+    pool = CountingPool(kill_on=kill_on)
     monkeypatch.setattr(processes, "_pool", pool)
+    taken, back = [], []
+    real_take, real_give, real_close = shared_slabs.take, shared_slabs.give, shared_slabs.Slab.close
+    monkeypatch.setattr(shared_slabs, "take", lambda size: taken.append(real_take(size)) or taken[-1])
+    monkeypatch.setattr(shared_slabs, "give", lambda slab: back.append(slab) or real_give(slab))
+    monkeypatch.setattr(shared_slabs.Slab, "close", lambda slab: back.append(slab) or real_close(slab))
     sources = [CT, RLE, MR] * 10
     got = gpudcm.decode_batch(sources, device="cpu", workers=2)
     pool.pool.shutdown(wait=True)  # the broken pool's pipes closed before the next test counts descriptors
+    assert len(got) == len(sources)
     for src, arr in zip(sources, got):
         np.testing.assert_array_equal(arr, pydicom_pixel_array(src))
+    assert {id(s) for s in taken} <= {id(s) for s in back}  # every slab given back or closed
     again = gpudcm.decode_batch(sources, device="cpu", workers=2)  # a new pool
     for src, arr in zip(sources, again):
         np.testing.assert_array_equal(arr, pydicom_pixel_array(src))

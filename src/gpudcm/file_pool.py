@@ -18,8 +18,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import warnings
-from collections import deque
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -120,24 +118,15 @@ def decode_rest(paths: Sequence, first_result: np.ndarray, decode_here: Callable
     except (OSError, RuntimeError):
         return None
     results: list[Any] = []
-    pending: deque = deque()
     start = [1]  # the first file not yet submitted
 
-    def submit() -> None:
-        a, slot = start[0], sizing[0]
-        if a >= n:
-            return
-        b = start[0] = min(n, a + files_per_chunk(n - 1, processes, slot))
-        slab = shared_slabs.take(slot * (b - a))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the workers only decode
-                fut = pool.submit(_decode_chunk, (slab.id, slab.path, slab.size), slot, names[a:b], index, raw,
-                                  as_rgb, infos is not None)
-        except BaseException:
-            shared_slabs.give(slab)
-            raise
-        pending.append((a, slab, fut, slot))
+    def submit(chunks: frame_processes.SlabChunks) -> None:
+        """The next chunk of files, while there are any and the pool has room."""
+        while chunks.room() and start[0] < n:
+            a, slot = start[0], sizing[0]
+            b = start[0] = min(n, a + files_per_chunk(n - 1, processes, slot))
+            chunks.submit((a, slot), slot * (b - a), _decode_chunk, slot, names[a:b], index, raw, as_rgb,
+                          infos is not None)
 
     def collect(a: int, slab: shared_slabs.Slab, done: list, slot: int) -> BaseException | None:
         """The chunk's results appended (copied out of `slab`); the error that ends the batch, if any."""
@@ -177,55 +166,28 @@ def decode_rest(paths: Sequence, first_result: np.ndarray, decode_here: Callable
             tick(result)
         return None
 
-    def broken() -> list:
-        """A worker died: the pool is dropped and what was not returned is decoded here."""
-        frame_processes._pool.cache_clear()
-        while pending:
-            _, other, later, _ = pending.popleft()
-            later.cancel()
-            other.close()
-        results.extend(decode_here(k) for k in range(1 + len(results), n))
-        return results
-
-    try:
+    with frame_processes.SlabChunks(pool, processes) as chunks:
         try:
-            for _ in range(processes * 2):
-                submit()
+            submit(chunks)
         except (OSError, RuntimeError, BrokenProcessPool):
             frame_processes._pool.cache_clear()
             return None
-        while pending:
-            a, slab, fut, slot = pending.popleft()
-            try:
-                done = fut.result()
-            except BrokenProcessPool:
-                slab.close()
-                return broken()
-            try:
-                failure = collect(a, slab, done, slot)
-            finally:
-                shared_slabs.give(slab)
-            if failure is not None:
-                for _, _, later, _ in pending:
-                    later.cancel()
-                while pending:  # the chunks under way finish before their slabs go back
-                    _, other, later, _ = pending.popleft()
-                    if not later.cancelled():
-                        try:
-                            later.result()
-                        except BaseException:  # noqa: BLE001 - the first failure is the one raised
-                            pass
-                    shared_slabs.give(other)
-                raise failure
-            try:
-                submit()
-            except BrokenProcessPool:
-                return broken()
+        try:
+            while chunks:
+                (a, slot), slab, done = chunks.next()
+                try:
+                    failure = collect(a, slab, done, slot)
+                finally:
+                    shared_slabs.give(slab)
+                if failure is not None:
+                    chunks.finish()  # the chunks under way finish before their slabs go back
+                    raise failure
+                submit(chunks)
+        except BrokenProcessPool:  # a worker died: the pool is dropped, what was not returned decoded here
+            frame_processes._pool.cache_clear()
+            chunks.close()
+            results.extend(decode_here(k) for k in range(1 + len(results), n))
         return results
-    finally:
-        for _, other, later, _ in pending:  # interrupted: a worker may still write there, so not kept
-            later.cancel()
-            other.close()
 
 
 def _note(infos: list | None, name: str, frames) -> None:

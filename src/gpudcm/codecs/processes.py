@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .. import shared_slabs
 from ..spec import PixelSpec
 
 MIN_FRAMES = 16  # below this, the hand-over costs more than a second core gains
@@ -34,9 +35,72 @@ def _pool(processes: int) -> ProcessPoolExecutor:
     return pool
 
 
+class SlabChunks:
+    """Chunks of work on the pool, each writing into a slab of its own (gpudcm.shared_slabs), taken back
+    in the order submitted. The caller submits at most two chunks a worker ahead (memory: those slabs),
+    gives each slab back (``shared_slabs.give``) once it has copied the chunk out, and leaves the ``with``
+    block to close the slabs of chunks still under way (a worker may still write there: not kept)."""
+
+    def __init__(self, pool: ProcessPoolExecutor, processes: int) -> None:
+        self.pool, self.ahead = pool, processes * 2
+        self._pending: deque = deque()
+
+    def __enter__(self) -> SlabChunks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel the chunks under way and close their slabs."""
+        while self._pending:
+            _, slab, fut = self._pending.popleft()
+            fut.cancel()
+            slab.close()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def room(self) -> bool:
+        return len(self._pending) < self.ahead
+
+    def submit(self, key, nbytes: int, fn, *args) -> None:
+        """``fn((slab id, path, size), *args)`` on the pool with a slab of at least `nbytes`."""
+        slab = shared_slabs.take(nbytes)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the workers only decode
+                fut = self.pool.submit(fn, (slab.id, slab.path, slab.size), *args)
+        except BaseException:
+            shared_slabs.give(slab)
+            raise
+        self._pending.append((key, slab, fut))
+
+    def next(self):
+        """(key, slab, result) of the oldest chunk, once it is done; should it raise, its slab is closed."""
+        key, slab, fut = self._pending.popleft()
+        try:
+            return key, slab, fut.result()
+        except BaseException:
+            slab.close()
+            raise
+
+    def finish(self) -> None:
+        """Let the chunks under way finish (their errors dropped: the caller raises its own) and keep their slabs."""
+        for _, _, fut in self._pending:
+            fut.cancel()
+        while self._pending:
+            _, slab, fut = self._pending.popleft()
+            if not fut.cancelled():
+                try:
+                    fut.result()
+                except BaseException:  # noqa: BLE001 - the caller's failure is the one raised
+                    pass
+            shared_slabs.give(slab)
+
+
 def _chunk(slab: tuple[int, str, int], spec: PixelSpec, frames: list[bytes], raw: bool, as_rgb: bool) -> None:
     """In a worker: `frames` decoded into the slab (gpudcm.shared_slabs), one after the other."""
-    from .. import shared_slabs
     from .decode import decode_frame
 
     out = np.frombuffer(shared_slabs.attach(*slab), dtype=spec.dtype,
@@ -57,52 +121,26 @@ def decode_in_processes(spec: PixelSpec, frames, out: np.ndarray, *, raw: bool, 
     then decodes them itself). Decoding errors are raised as in this process."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from .. import shared_slabs
-
     if not shared_slabs.available():
         return False
     n, frame_bytes = len(frames), max(1, int(np.prod(spec.frame_shape)) * spec.dtype.itemsize)
     per = max(1, min(MAX_CHUNK_FRAMES, -(-n // (processes * 4)), MAX_SLAB_BYTES // frame_bytes))
     spans = iter([(a, min(n, a + per)) for a in range(0, n, per)])
-    pending: deque = deque()
-
-    def submit(pool: ProcessPoolExecutor) -> None:
-        span = next(spans, None)
-        if span is None:
-            return
-        a, b = span
-        slab = shared_slabs.take(frame_bytes * (b - a))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the workers only decode
-                fut = pool.submit(_chunk, (slab.id, slab.path, slab.size), spec, [bytes(f) for f in frames[a:b]],
-                                  raw, as_rgb)
-        except BaseException:
-            shared_slabs.give(slab)
-            raise
-        pending.append((a, b, slab, fut))
-
     try:
-        pool = _pool(processes)
-        for _ in range(processes * 2):
-            submit(pool)
-        while pending:
-            a, b, slab, fut = pending.popleft()
-            try:
-                fut.result()
+        with SlabChunks(_pool(processes), processes) as chunks:
+            while True:
+                while chunks.room() and (span := next(spans, None)) is not None:
+                    a, b = span
+                    chunks.submit(span, frame_bytes * (b - a), _chunk, spec, [bytes(f) for f in frames[a:b]], raw, as_rgb)
+                if not chunks:
+                    break
+                (a, b), slab, _ = chunks.next()
                 out[a:b] = np.frombuffer(slab.mapping, dtype=spec.dtype, count=(b - a) * (frame_bytes // spec.dtype.itemsize)
                                          ).reshape((b - a, *spec.frame_shape))
-            except BaseException:
-                slab.close()
-                raise
-            shared_slabs.give(slab)
-            submit(pool)
-    except (OSError, RuntimeError, BrokenProcessPool):
+                shared_slabs.give(slab)
+    except BrokenProcessPool:  # a worker died: the next call gets a new pool
         _pool.cache_clear()
         return False
-    finally:
-        while pending:  # a chunk under way when an error ends the batch: its slab is not kept
-            _, _, other, later = pending.popleft()
-            later.cancel()
-            other.close()
+    except (OSError, RuntimeError):  # a frame the pool could not decode: this process decides (and raises)
+        return False
     return True
