@@ -6,8 +6,8 @@ and zeros, R depends on (Y, Cr) alone, B on (Y, Cb) alone and G on all three
 (``fma(Cr', m, fma(Cb', m', Y))``; see ``kernels/colour.cuh``). So R and B are 256x256 tables and G a
 256x256x256 one (16 MiB), each built once from that arithmetic (a float32 fma is exact in float64
 before its one rounding, for these operands) and then checked against pydicom's own function on every
-(Cb, Cr) pair at four Y values and two spreads of Y, in images of several widths: where this machine's BLAS computes anything
-differently, the tables are not used and pydicom converts. Measured on the dev VM: 1.2 ms against
+(Cb, Cr) pair at four Y values and two spreads of Y, in images of several widths: where this machine's
+BLAS computes anything differently, the tables are not used and pydicom converts. Measured on the dev VM: 1.2 ms against
 1.9-3.8 ms a 640x480 frame (pydicom's float32 temporaries fault in fresh pages every call)."""
 
 from __future__ import annotations
